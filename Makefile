@@ -1,0 +1,59 @@
+# The book's commands. Each target creates .venv (and the site's JavaScript) if missing.
+#   make book     build the site into _build/html and serve it on http://127.0.0.1:8000
+#   make test     unit tests, every chapter under the quick profile, the book build, a browser
+#   make lab      JupyterLab on the chapters        make outputs   re-run chapters (full profile)
+#   make bench    the speed benchmark               make serve     serve an already built site
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8000
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+VENDOR := book/_static/vendor
+
+.PHONY: setup book build serve lab test outputs bench clean
+
+setup: $(VENV)/.installed $(VENDOR)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# ipywidgets' HTML manager, require.js and MathJax, served by the site itself (no CDN).
+$(VENDOR)/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/html-manager
+	cp node_modules/requirejs/require.js $(VENDOR)/require.js
+	cp node_modules/@jupyter-widgets/html-manager/dist/embed-amd.js $(VENDOR)/html-manager/
+	find node_modules/@jupyter-widgets/html-manager/dist -maxdepth 1 \
+	    \( -name '*.woff*' -o -name '*.ttf' -o -name '*.eot' -o -name '*.svg' \) \
+	    -exec cp {} $(VENDOR)/html-manager/ \;
+	cp -r node_modules/mathjax/es5 $(VENDOR)/mathjax
+	touch $@
+
+build: setup
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+
+book: build serve
+
+serve:
+	@echo "Serving the book on http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
+	$(PY) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+
+lab: setup
+	CNNBOOK_PROFILE=$${CNNBOOK_PROFILE:-quick} $(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) chapters
+
+test: setup
+	$(PY) -m pytest -n 2 --dist loadfile --nbval-lax --durations=15 tests chapters
+
+outputs: setup
+	CNNBOOK_PROFILE=full $(PY) -m cnnbook execute chapters/*.ipynb
+
+bench: setup
+	$(PY) -m cnnbook bench
+
+clean:
+	rm -rf _build .pytest_cache $(VENDOR)

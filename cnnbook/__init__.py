@@ -1,0 +1,34 @@
+"""cnnbook: the helper package of the book *Convolutional Neural Networks in PyTorch*.
+
+This file is the table of contents: it re-exports what the chapters use, so a chapter
+reads ``import cnnbook`` and then ``cnnbook.train(...)``. Importing does nothing else.
+"""
+
+from cnnbook.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from cnnbook.config import (
+    PROFILES,
+    active_profile,
+    device_name,
+    seed_everything,
+    try_gpu,
+    use_profile,
+)
+from cnnbook.data import (
+    CIFAR10_CLASSES,
+    FASHION_MNIST_CLASSES,
+    balanced_subset,
+    cifar10_class_subset,
+    get_fashion_mnist_labels,
+    load_data_cifar2,
+    load_data_cifar10,
+    load_data_fashion_mnist,
+    load_data_fashion_mnist_classic,
+)
+from cnnbook.datafiles import CorruptDatasetError, DatasetNotFoundError, read_cifar10, read_fashion_mnist
+from cnnbook.history import History
+from cnnbook.inspect import ShapeMismatchError, layer_table
+from cnnbook.loader import Augment, DeviceLoader
+from cnnbook.plot import plot_history, show_images
+from cnnbook.train import TrainingDivergedError, accuracy, evaluate_accuracy, init_xavier, train
+
+__version__ = "0.1.0"

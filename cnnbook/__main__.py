@@ -1,0 +1,93 @@
+"""``python -m cnnbook <command>``: the book's command line.
+
+Commands:
+  data       where each dataset was found, or how to get it
+  execute    run chapters top to bottom in a fresh kernel and store their outputs
+  bench      the speed benchmark (cnnbook's loop against a d2l-style loop)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _command_data(args) -> int:
+    from cnnbook.datafiles import DatasetNotFoundError, read_cifar10, read_fashion_mnist
+
+    def refuse_download(_target):
+        raise RuntimeError("not attempted: python -m cnnbook data only looks (use --download)")
+
+    status = 0
+    for name, reader in (("Fashion-MNIST", read_fashion_mnist), ("CIFAR-10", read_cifar10)):
+        try:
+            train, test = reader(args.root, download=None if args.download else refuse_download)
+            print(f"{name}: {len(train.labels):,} training and {len(test.labels):,} test images "
+                  f"in {train.source}")
+        except DatasetNotFoundError as err:
+            print(f"{name}: {err}\n")
+            status = 1
+    return status
+
+
+def _command_execute(args) -> int:
+    from cnnbook.execute import execute_notebook
+
+    failed = 0
+    for path in args.notebooks:
+        start = time.perf_counter()
+        print(f"executing {path} ...", flush=True)
+        try:
+            execute_notebook(Path(path), timeout=args.timeout)
+        except Exception as err:  # report and go on with the other chapters
+            failed += 1
+            print(f"  FAILED: {type(err).__name__}: {err}", file=sys.stderr)
+            continue
+        print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
+    return 1 if failed else 0
+
+
+def _command_bench(args) -> int:
+    from cnnbook.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m cnnbook``."""
+    parser = argparse.ArgumentParser(prog="python -m cnnbook", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="where each dataset was found, or how to get it")
+    data.add_argument("--root", default=None, help="a folder to search first")
+    data.add_argument("--download", action="store_true", help="download what is missing")
+    data.set_defaults(run=_command_data)
+
+    execute = commands.add_parser("execute", help="run chapters and store their outputs in place")
+    execute.add_argument("notebooks", nargs="+", help="the .ipynb files to run")
+    execute.add_argument("--timeout", type=int, default=None,
+                         help="seconds allowed per cell (default: no limit)")
+    execute.set_defaults(run=_command_execute)
+
+    try:
+        from cnnbook.bench import add_arguments
+    except ImportError:
+        pass
+    else:
+        bench = commands.add_parser("bench", help="cnnbook's training loop against a d2l-style loop")
+        add_arguments(bench)
+        bench.set_defaults(run=_command_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m cnnbook`` and the ``cnnbook`` script."""
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Settings every chapter shares: the profile, where data lives, which device to use, seeds.
+
+Nothing here runs at import time. A chapter's setup cell calls what it needs, e.g.::
+
+    cnnbook.use_profile("quick")   # or set CNNBOOK_PROFILE=quick before starting Jupyter
+    device = cnnbook.try_gpu()
+    cnnbook.seed_everything(0)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROFILE_ENV = "CNNBOOK_PROFILE"
+DATA_ENV = "CNNBOOK_DATA"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A training budget. ``None`` means "whatever the chapter's code asks for".
+
+    Data caps are counted in pixel values (examples x channels x height x width as the model
+    sees them), so a budget buys many small images or few large ones: 32M values are about
+    40,000 Fashion-MNIST images, 10,000 CIFAR images, or 640 images at 224x224. The chapter's
+    code never changes between profiles; the library applies the caps.
+    """
+
+    name: str
+    train_values: int | None = None  # cap on the training set, in pixel values
+    test_values: int | None = None  # cap on the test set, in pixel values
+    epochs: int | None = None  # cap on epochs
+    min_examples: int = 500  # never cut a set below this many examples
+
+    def max_examples(self, split: str, values_per_example: int) -> int | None:
+        """How many examples of ``split`` ('train' or 'test') this profile allows, or None."""
+        budget = self.train_values if split == "train" else self.test_values
+        if budget is None:
+            return None
+        return max(self.min_examples, budget // values_per_example)
+
+    def cap_epochs(self, num_epochs: int) -> int:
+        """The number of epochs to run under this profile."""
+        return num_epochs if self.epochs is None else min(num_epochs, self.epochs)
+
+
+PROFILES = {
+    # Exactly what the chapter's code says: the runs whose outputs the book shows.
+    "full": Profile("full"),
+    # For tests and slow laptops: fixed class-balanced subsets and few epochs, still enough
+    # that every curve goes down and accuracies end well above chance.
+    "quick": Profile("quick", train_values=32_000_000, test_values=2_000_000, epochs=5),
+}
+
+_chosen_profile: str | None = None  # set by use_profile(); otherwise the environment decides
+
+
+def _check_profile_name(name: str) -> str:
+    if name not in PROFILES:
+        raise ValueError(
+            f"Unknown profile {name!r}. Valid profiles: {', '.join(sorted(PROFILES))}. "
+            f"Set one with cnnbook.use_profile('quick') or {PROFILE_ENV}=quick."
+        )
+    return name
+
+
+def use_profile(name: str) -> Profile:
+    """Switch the active profile for this Python process and return it.
+
+    Example: ``cnnbook.use_profile("quick")`` before loading data and training.
+    """
+    global _chosen_profile
+    _chosen_profile = _check_profile_name(name)
+    return PROFILES[name]
+
+
+def active_profile() -> Profile:
+    """The profile in force: the one given to `use_profile`, else ``$CNNBOOK_PROFILE``, else full."""
+    if _chosen_profile is not None:
+        return PROFILES[_chosen_profile]
+    name = os.environ.get(PROFILE_ENV, "").strip() or "full"
+    try:
+        return PROFILES[_check_profile_name(name)]
+    except ValueError as err:
+        raise ValueError(f"{PROFILE_ENV}={name!r} is not valid. {err}") from None
+
+
+def data_search_path(root: str | os.PathLike | None = None) -> list[Path]:
+    """The folders searched for datasets, in order.
+
+    An explicit ``root`` comes first, then ``$CNNBOOK_DATA``, then the user's cache
+    (``~/.cache/cnnbook``). System locations are added per dataset by `cnnbook.data`.
+    """
+    places = []
+    if root is not None:
+        places.append(Path(root).expanduser())
+    if os.environ.get(DATA_ENV):
+        places.append(Path(os.environ[DATA_ENV]).expanduser())
+    places.append(cache_dir())
+    return places
+
+
+def cache_dir() -> Path:
+    """Where downloads go: ``$XDG_CACHE_HOME/cnnbook`` or ``~/.cache/cnnbook``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cnnbook"
+
+
+def try_gpu(i: int = 0) -> torch.device:
+    """The i-th CUDA GPU if there is one, else Apple's MPS, else the CPU (d2l's ``try_gpu``)."""
+    if torch.cuda.is_available() and i < torch.cuda.device_count():
+        return torch.device(f"cuda:{i}")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device | str) -> str:
+    """A human-readable name for a device, e.g. ``'NVIDIA H100 80GB HBM3'`` or the CPU model."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"{_cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python's, NumPy's and PyTorch's random generators (on every device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA and MPS generators too

@@ -1,0 +1,147 @@
+"""The fast data path: a whole dataset held once as uint8 tensors, batched on the device.
+
+A classic ``DataLoader`` decodes every image on the CPU, one at a time, in worker
+processes, then copies each batch to the GPU. For datasets that fit in memory (MNIST,
+CIFAR: 50-200 MB as uint8) that is wasted work. `DeviceLoader` keeps the uint8 images on
+the training device and does per batch, on that device: gather by a shuffled index,
+convert to float, resize, augment and normalise. No worker processes, no per-batch copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random training-time augmentation done on whole batches on the device.
+
+    crop_padding: pad by this many pixels (zeros), then crop back at a random offset per image.
+    flip: mirror each image left-right with probability 1/2.
+    """
+
+    crop_padding: int = 4
+    flip: bool = True
+
+
+class DeviceLoader:
+    """Mini-batches ``(X, y)`` from uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``.
+
+    Iterating gives ``len(loader)`` batches; with ``shuffle=True`` each pass uses a new
+    permutation, so every example is seen exactly once per epoch in a new order. ``X`` is
+    float32 in [0, 1] (or normalised with ``mean``/``std`` per channel), resized to
+    ``resize`` if given. Call ``loader.to(device)`` to move the stored images once.
+
+    Example::
+
+        loader = DeviceLoader(images, labels, batch_size=256, shuffle=True)
+        for X, y in loader.to("cuda"):
+            ...
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        resize: int | tuple[int, int] | None = None,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        augment: Augment | None = None,
+        seed: int = 0,
+    ):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(
+                f"DeviceLoader wants uint8 images of shape (N, C, H, W); got {images.dtype} "
+                f"of shape {tuple(images.shape)}."
+            )
+        if labels.shape != (images.shape[0],):
+            raise ValueError(
+                f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}; "
+                "expected one label per image."
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        self.images, self.labels = images, labels.long()
+        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.resize = (resize, resize) if isinstance(resize, int) else resize
+        self.mean, self.std = mean, std
+        self.seed = seed
+        # The order comes from a CPU generator so a run is reproducible on any device.
+        self._order = torch.Generator().manual_seed(seed)
+        self._copies: dict[torch.device, DeviceLoader] = {}
+
+    @property
+    def device(self) -> torch.device:
+        """Where the stored images live (and where batches are made)."""
+        return self.images.device
+
+    @property
+    def num_examples(self) -> int:
+        """How many examples one pass yields."""
+        return self.images.shape[0]
+
+    def __len__(self) -> int:
+        return -(-self.num_examples // self.batch_size)  # ceiling division: last batch may be short
+
+    def to(self, device: torch.device | str) -> DeviceLoader:
+        """This loader with its images stored on ``device`` (copied once, then reused)."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device == self.device:
+            return self
+        if device not in self._copies:
+            copy = DeviceLoader.__new__(DeviceLoader)
+            copy.__dict__.update(self.__dict__)
+            copy.images, copy.labels = self.images.to(device), self.labels.to(device)
+            copy._copies = {}
+            self._copies[device] = copy
+        return self._copies[device]
+
+    def __iter__(self):
+        n = self.num_examples
+        if self.shuffle:
+            order = torch.randperm(n, generator=self._order).to(self.device, non_blocking=True)
+        else:
+            order = torch.arange(n, device=self.device)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self.prepare(self.images[idx]), self.labels[idx]
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Turn a uint8 batch into the float batch the model sees (resize, augment, normalise)."""
+        X = images.float().div_(255)
+        if self.resize is not None and tuple(X.shape[-2:]) != self.resize:
+            X = F.interpolate(X, size=self.resize, mode="bilinear", align_corners=False)
+        if self.augment is not None:
+            X = augment_batch(X, self.augment, self._order)
+        if self.mean is not None:
+            mean = torch.tensor(self.mean, device=X.device).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, device=X.device).view(1, -1, 1, 1)
+            X = (X - mean) / std
+        return X
+
+
+def augment_batch(X: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flips, for a whole batch at once."""
+    n, _, h, w = X.shape
+    p = augment.crop_padding
+    if p > 0:
+        padded = F.pad(X, (p, p, p, p))
+        # One random offset per image, then a single gather picks every crop window.
+        dy = torch.randint(0, 2 * p + 1, (n, 1), generator=generator).to(X.device)
+        dx = torch.randint(0, 2 * p + 1, (n, 1), generator=generator).to(X.device)
+        rows = (dy + torch.arange(h, device=X.device))[:, None, :, None]
+        cols = (dx + torch.arange(w, device=X.device))[:, None, None, :]
+        batch = torch.arange(n, device=X.device)[:, None, None, None]
+        chans = torch.arange(X.shape[1], device=X.device)[None, :, None, None]
+        X = padded[batch, chans, rows, cols]
+    if augment.flip:
+        flip = (torch.rand(n, generator=generator) < 0.5).to(X.device).view(n, 1, 1, 1)
+        X = torch.where(flip, X.flip(3), X)
+    return X

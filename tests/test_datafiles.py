@@ -1,0 +1,287 @@
+"""cnnbook.datafiles: finding, checking and reading the dataset files (or downloading them once)."""
+
+import gzip
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cnnbook.datafiles
+from cnnbook import CorruptDatasetError, DatasetNotFoundError, read_cifar10, read_fashion_mnist
+from cnnbook.config import cache_dir
+from cnnbook.datafiles import CIFAR10_BATCHES, FASHION_MNIST_FILES, FASHION_MNIST_SYSTEM
+
+# ----------------------------------------------------------------------- Fashion-MNIST
+
+
+def copy_fashion_mnist(folder: Path, compressed: bool = True) -> Path:
+    """Put the four real IDX files into ``folder``: as shipped (.gz), or uncompressed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FASHION_MNIST_FILES:
+        source = FASHION_MNIST_SYSTEM / f"{name}.gz"
+        if compressed:
+            shutil.copy(source, folder / source.name)
+        else:
+            (folder / name).write_bytes(gzip.decompress(source.read_bytes()))
+    return folder
+
+
+def cut_file(path: Path, keep: int) -> None:
+    """Truncate ``path`` to its first ``keep`` bytes, like an interrupted copy."""
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def assert_same_splits(found, expected) -> None:
+    for a, b in zip(found, expected, strict=True):
+        assert np.array_equal(a.images, b.images)  # much faster than np.testing on 150 MB
+        assert np.array_equal(a.labels, b.labels)
+
+
+def test_fashion_mnist_is_found_in_debians_folder(fashion_mnist):
+    train, test = read_fashion_mnist()
+    assert train.source == test.source == FASHION_MNIST_SYSTEM
+    assert train.images.shape == (60_000, 1, 28, 28) and train.images.dtype == np.uint8
+    assert test.images.shape == (10_000, 1, 28, 28) and test.images.dtype == np.uint8
+    assert train.labels.dtype == test.labels.dtype == np.int64
+    assert np.bincount(train.labels).tolist() == [6000] * 10
+    assert np.bincount(test.labels).tolist() == [1000] * 10
+    assert train.images.max() == 255 and train.images.min() == 0
+
+
+def test_fashion_mnist_in_torchvisions_layout(tmp_path, fashion_mnist):
+    raw = copy_fashion_mnist(tmp_path / "FashionMNIST" / "raw", compressed=False)
+    found = read_fashion_mnist(root=tmp_path)
+    assert found[0].source == raw
+    assert_same_splits(found, fashion_mnist)
+
+
+def test_fashion_mnist_in_a_fashion_mnist_folder_of_gz_files(tmp_path, fashion_mnist):
+    folder = copy_fashion_mnist(tmp_path / "fashion-mnist")
+    found = read_fashion_mnist(root=tmp_path)
+    assert found[0].source == folder
+    assert_same_splits(found, fashion_mnist)
+
+
+def test_fashion_mnist_found_through_cnnbook_data(tmp_path, monkeypatch):
+    folder = copy_fashion_mnist(tmp_path / "fashion-mnist")
+    monkeypatch.setenv("CNNBOOK_DATA", str(tmp_path))
+    train, _ = read_fashion_mnist()
+    assert train.source == folder
+
+
+def test_truncated_gz_file_is_reported_by_name(tmp_path):
+    folder = copy_fashion_mnist(tmp_path / "fashion-mnist")
+    broken = folder / "train-images-idx3-ubyte.gz"
+    cut_file(broken, 100_000)
+    with pytest.raises(CorruptDatasetError) as err:
+        read_fashion_mnist(root=tmp_path)
+    assert f"Cannot read {broken}" in str(err.value)
+    assert "truncated or corrupt; delete it and get it again" in str(err.value)
+
+
+def test_gz_file_with_damaged_bytes_is_reported_by_name(tmp_path):
+    folder = copy_fashion_mnist(tmp_path / "fashion-mnist")
+    broken = folder / "train-labels-idx1-ubyte.gz"
+    data = bytearray(broken.read_bytes())
+    data[100:200] = bytes(b ^ 0xFF for b in data[100:200])  # a damaged stretch of the deflate stream
+    broken.write_bytes(bytes(data))
+    with pytest.raises(CorruptDatasetError, match="train-labels-idx1-ubyte.gz"):
+        read_fashion_mnist(root=tmp_path)
+
+
+def test_truncated_uncompressed_idx_file_says_what_was_expected(tmp_path):
+    raw = copy_fashion_mnist(tmp_path / "FashionMNIST" / "raw", compressed=False)
+    broken = raw / "t10k-labels-idx1-ubyte"
+    cut_file(broken, 5_008)
+    with pytest.raises(CorruptDatasetError) as err:
+        read_fashion_mnist(root=tmp_path)
+    assert str(err.value) == (
+        f"{broken} is not the expected IDX file: expected magic 2049, shape (10000,) and 10,008 "
+        "bytes, found magic 2049, shape (10000,) and 5,008 bytes. The file is truncated or "
+        "corrupt; delete it and get it again."
+    )
+
+
+def test_labels_file_in_place_of_images_is_refused(tmp_path):
+    raw = copy_fashion_mnist(tmp_path / "FashionMNIST" / "raw", compressed=False)
+    shutil.copy(raw / "t10k-labels-idx1-ubyte", raw / "t10k-images-idx3-ubyte")
+    with pytest.raises(CorruptDatasetError, match=r"t10k-images-idx3-ubyte is not .* found magic 2049"):
+        read_fashion_mnist(root=tmp_path)
+
+
+def test_nothing_found_and_a_failed_download_give_one_helpful_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(cnnbook.datafiles, "FASHION_MNIST_SYSTEM", tmp_path / "not-installed")
+    monkeypatch.setenv("CNNBOOK_DATA", str(tmp_path / "my-data"))
+    root = tmp_path / "explicit"
+
+    def failing_download(target: Path) -> None:
+        (target / "fashion-mnist").mkdir()
+        (target / "fashion-mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08 half a file")
+        raise ConnectionError("no internet")
+
+    with pytest.raises(DatasetNotFoundError) as err:
+        read_fashion_mnist(root=root, download=failing_download)
+
+    message = str(err.value)
+    assert isinstance(err.value, FileNotFoundError)
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # one error, no chain
+    assert message.startswith("fashion-mnist not found. Looked in:\n")
+    for base in (root, tmp_path / "my-data", cache_dir()):
+        for place in (base / "fashion-mnist", base / "FashionMNIST" / "raw", base):
+            assert f"\n  - {place}\n" in message
+    assert f"\n  - {tmp_path / 'not-installed'}\n" in message
+    assert "the download failed (ConnectionError: no internet)" in message
+    assert "sudo apt-get install dataset-fashion-mnist" in message
+    assert "set CNNBOOK_DATA" in message
+    # Nothing half-downloaded stays behind for the next search to trip over.
+    assert list(cache_dir().rglob("*")) == []
+
+
+def test_incomplete_folder_is_named_with_the_missing_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(cnnbook.datafiles, "FASHION_MNIST_SYSTEM", tmp_path / "not-installed")
+    folder = copy_fashion_mnist(tmp_path / "fashion-mnist")
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+
+    def offline(target):
+        raise OSError("offline")
+
+    with pytest.raises(DatasetNotFoundError) as err:
+        read_fashion_mnist(root=tmp_path, download=offline)
+    assert f"{folder} (incomplete: missing t10k-labels-idx1-ubyte.gz)" in str(err.value)
+
+
+def test_a_download_lands_in_the_cache_and_is_found_next_time(tmp_path, monkeypatch, fashion_mnist):
+    monkeypatch.setattr(cnnbook.datafiles, "FASHION_MNIST_SYSTEM", tmp_path / "not-installed")
+    downloads = []
+
+    def fake_download(target: Path) -> None:
+        downloads.append(target)
+        copy_fashion_mnist(target / "fashion-mnist")
+
+    found = read_fashion_mnist(download=fake_download)
+    assert len(downloads) == 1
+    assert downloads[0].parent == cache_dir()  # staged inside the cache, then moved in place
+    assert found[0].source == cache_dir() / "fashion-mnist"
+    assert_same_splits(found, fashion_mnist)
+    assert sorted(p.name for p in cache_dir().iterdir()) == ["fashion-mnist"]
+
+    def must_not_download(target):
+        raise AssertionError("downloaded again although the cache has the files")
+
+    again = read_fashion_mnist(download=must_not_download)
+    assert again[0].source == cache_dir() / "fashion-mnist"
+
+
+def test_a_download_without_the_files_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(cnnbook.datafiles, "FASHION_MNIST_SYSTEM", tmp_path / "not-installed")
+    with pytest.raises(DatasetNotFoundError, match="finished without the four Fashion-MNIST files"):
+        read_fashion_mnist(download=lambda target: (target / "README").write_text("oops"))
+
+
+# ---------------------------------------------------------------------------- CIFAR-10
+
+
+def cifar10_folder(tmp_path: Path, cifar10_root: Path, replace: dict[str, object]) -> Path:
+    """A ``cifar10/`` folder linking to the real batches, except ``replace`` (name -> bytes or None)."""
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    for name in (*CIFAR10_BATCHES, "test_batch"):
+        file = f"{name}.npz"
+        if name not in replace:
+            os.symlink(cifar10_root / "cifar10" / file, folder / file)
+        elif replace[name] is not None:
+            (folder / file).write_bytes(replace[name])
+    return folder
+
+
+def test_cifar10_from_npz_batches(cifar10, cifar10_root):
+    train, test = cifar10
+    assert train.source == test.source == cifar10_root / "cifar10"
+    assert train.images.shape == (50_000, 3, 32, 32) and train.images.dtype == np.uint8
+    assert test.images.shape == (10_000, 3, 32, 32) and test.images.dtype == np.uint8
+    assert train.labels.dtype == np.int64
+    assert np.bincount(train.labels).tolist() == [5000] * 10
+    assert np.bincount(test.labels).tolist() == [1000] * 10
+    with np.load(cifar10_root / "cifar10" / "data_batch_2.npz") as batch:  # channels first, in order
+        np.testing.assert_array_equal(train.images[10_000], batch["x"][0].transpose(2, 0, 1))
+        assert train.labels[10_000] == batch["y"][0]
+
+
+def test_cifar10_original_pickled_batches_read_identically(tmp_path, cifar10):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    train, test = cifar10
+    chunks = [(train.images[i * 10_000 : (i + 1) * 10_000], train.labels[i * 10_000 : (i + 1) * 10_000])
+              for i in range(5)]  # fmt: skip
+    for name, (images, labels) in zip(
+        [*CIFAR10_BATCHES, "test_batch"], [*chunks, (test.images, test.labels)], strict=True
+    ):
+        # The original layout: rows of 3072 bytes (1024 red, 1024 green, 1024 blue) and a list of ints.
+        batch = {"data": images.reshape(10_000, 3072), "labels": labels.tolist()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    found = read_cifar10(root=tmp_path)
+    assert found[0].source == folder
+    assert_same_splits(found, cifar10)
+
+
+def test_truncated_npz_batch_is_reported_by_name(tmp_path, cifar10_root):
+    truncated = (cifar10_root / "cifar10" / "data_batch_1.npz").read_bytes()[:100_000]
+    folder = cifar10_folder(tmp_path, cifar10_root, {"data_batch_1": truncated})
+    with pytest.raises(CorruptDatasetError) as err:
+        read_cifar10(root=tmp_path)
+    assert f"Cannot read the CIFAR-10 batch {folder / 'data_batch_1.npz'}: BadZipFile" in str(err.value)
+
+
+def _npz_bytes(tmp_path: Path, **arrays) -> bytes:
+    np.savez(tmp_path / "made.npz", **arrays)
+    return (tmp_path / "made.npz").read_bytes()
+
+
+def test_npz_batch_of_the_wrong_shape_is_refused(tmp_path, cifar10_root):
+    wrong = _npz_bytes(tmp_path, x=np.zeros((10_000, 28, 28), np.uint8), y=np.zeros(10_000, np.int64))
+    folder = cifar10_folder(tmp_path, cifar10_root, {"data_batch_1": wrong})
+    with pytest.raises(CorruptDatasetError) as err:
+        read_cifar10(root=tmp_path)
+    assert str(err.value) == (
+        f"{folder / 'data_batch_1.npz'} holds images of shape (10000, 28, 28) and dtype uint8; "
+        "expected uint8 of shape (N, 32, 32, 3)."
+    )
+
+
+def test_npz_batch_with_too_few_images_is_refused(tmp_path, cifar10_root):
+    short = _npz_bytes(tmp_path, x=np.zeros((5_000, 32, 32, 3), np.uint8), y=np.zeros(5_000, np.int64))
+    folder = cifar10_folder(tmp_path, cifar10_root, {"data_batch_1": short})
+    with pytest.raises(CorruptDatasetError) as err:
+        read_cifar10(root=tmp_path)
+    assert str(err.value).startswith(
+        f"{folder / 'data_batch_1.npz'} holds 5000 images and 5000 labels; every CIFAR-10 batch holds 10000."
+    )
+
+
+def test_truncated_pickled_batch_is_reported_by_name(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    batch = {"data": np.zeros((10_000, 3072), np.uint8), "labels": [0] * 10_000}
+    for name in (*CIFAR10_BATCHES, "test_batch"):
+        (folder / name).write_bytes(pickle.dumps(batch)[:1000])
+    with pytest.raises(CorruptDatasetError, match=r"Cannot read the CIFAR-10 batch .*data_batch_1: "):
+        read_cifar10(root=tmp_path)
+
+
+def test_missing_batch_file_is_named(tmp_path, cifar10_root):
+    folder = cifar10_folder(tmp_path, cifar10_root, {"data_batch_5": None})
+
+    def offline(target):
+        raise OSError("offline")
+
+    with pytest.raises(DatasetNotFoundError) as err:
+        read_cifar10(root=tmp_path, download=offline)
+    message = str(err.value)
+    assert f"{folder} (incomplete: missing data_batch_5.npz)" in message
+    assert "cifar-10-batches-py" in message  # the other layout was looked for too
+    assert "the download failed (OSError: offline)" in message
+    assert list(cache_dir().rglob("*")) == []
