@@ -113,9 +113,10 @@ def train(
     init: str | None = "xavier",
     amp: bool = False,
     channels_last: bool = False,
-    compile: bool = False,
+    compile: bool | str = False,
     plot: bool = True,
     title: str | None = None,
+    history: History | None = None,
 ) -> History:
     """Train ``net`` and return its `History` (d2l's ``train_ch6`` call shape).
 
@@ -125,8 +126,12 @@ def train(
         ``None`` keeps the model's own initialisation (needed to resume training).
     amp: run forward and loss in bfloat16 autocast (CUDA only; about 2x on tensor cores).
     channels_last: store activations as NHWC, the layout cuDNN's fastest conv kernels use.
-    compile: ``torch.compile`` the model (the first epoch pays the compilation).
+    compile: ``torch.compile`` the model; a string picks the mode, e.g. ``"reduce-overhead"``
+        (CUDA graphs: one launch per step instead of one per kernel). The first epoch pays
+        the compilation: tens of seconds.
     plot: draw the live plot (Jupyter) or print one line per epoch (terminal).
+    history: a `History` to continue (e.g. from `load_checkpoint`): new epochs are appended
+        and numbered after it. Use with ``init=None`` and the restored optimizer to resume.
 
     Example::
 
@@ -145,7 +150,9 @@ def train(
     net.to(device)
     if channels_last:
         net.to(memory_format=torch.channels_last)
-    model = torch.compile(net) if compile else net
+    model = net
+    if compile:
+        model = torch.compile(net, mode=compile if isinstance(compile, str) else None)
     optimizer = optimizer or torch.optim.SGD(net.parameters(), lr=lr)
     loss_fn = loss or nn.CrossEntropyLoss()
     train_iter, test_iter = _on_device(train_iter, device), _on_device(test_iter, device)
@@ -155,11 +162,14 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # pick the fastest conv algorithm per shape, once
 
-    history = History(device=str(device), device_name=device_name(device), profile=profile.name)
-    live_plot = LivePlot(num_epochs, title or f"training on {device}") if plot else None
+    history = history if history is not None else History()
+    history.device, history.device_name, history.profile = str(device), device_name(device), profile.name
+    history.interrupted = False
+    first_epoch = len(history.epochs)
+    live_plot = LivePlot(first_epoch + num_epochs, title or f"training on {device}") if plot else None
     progress = Progress(num_epochs, len(train_iter))
     guard = _DivergenceGuard(device, check_every=1 if device.type == "cpu" else 50)
-    start = time.perf_counter()
+    start = time.perf_counter() - history.wall_time
     epoch = batch = 0
     try:
         for epoch in range(num_epochs):
@@ -185,13 +195,14 @@ def train(
                 guard.watch(l, batch)
                 if guard.due(batch, batch == len(train_iter) - 1) and guard.bad_batch() is not None:
                     raise TrainingDivergedError(
-                        _divergence_message(epoch, guard.bad_batch(), len(train_iter), lr), history
+                        _divergence_message(first_epoch + epoch, guard.bad_batch(), len(train_iter), lr),
+                        history,
                     )
                 progress.batch_done(epoch, batch)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # so the clock measures finished work
             train_seconds = time.perf_counter() - epoch_start
-            test_acc = evaluate_accuracy(net, test_iter, device)
+            test_acc = evaluate_accuracy(model, test_iter, device)
             history.record(
                 loss_sum.item() / seen,
                 correct.item() / seen,
@@ -204,15 +215,13 @@ def train(
     except KeyboardInterrupt:
         history.interrupted = True
         print(
-            f"Interrupted in epoch {epoch + 1}, batch {batch + 1}: returning the history of the "
-            f"{len(history.epochs)} finished epochs; the model keeps its current weights."
+            f"Interrupted in epoch {first_epoch + epoch + 1}, batch {batch + 1}: returning the history "
+            f"of the {len(history.epochs)} finished epochs; the model keeps its current weights."
         )
     finally:
         net.eval()
         history.wall_time = time.perf_counter() - start
-        progress.close(
-            f"{len(history.epochs)}/{num_epochs} epochs in {history.wall_time:.1f} s"
-        )
+        progress.close(f"{len(history.epochs) - first_epoch}/{num_epochs} epochs in {history.wall_time:.1f} s")
     print(history.summary())
     return history
 

@@ -214,11 +214,9 @@ def test_cifar10_original_pickled_batches_read_identically(tmp_path, cifar10):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     train, test = cifar10
-    chunks = [(train.images[i * 10_000 : (i + 1) * 10_000], train.labels[i * 10_000 : (i + 1) * 10_000])
-              for i in range(5)]  # fmt: skip
-    for name, (images, labels) in zip(
-        [*CIFAR10_BATCHES, "test_batch"], [*chunks, (test.images, test.labels)], strict=True
-    ):
+    batches = [*zip(np.split(train.images, 5), np.split(train.labels, 5), strict=True)]
+    batches.append((test.images, test.labels))
+    for name, (images, labels) in zip([*CIFAR10_BATCHES, "test_batch"], batches, strict=True):
         # The original layout: rows of 3072 bytes (1024 red, 1024 green, 1024 blue) and a list of ints.
         batch = {"data": images.reshape(10_000, 3072), "labels": labels.tolist()}
         with open(folder / name, "wb") as f:

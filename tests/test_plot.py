@@ -22,15 +22,11 @@ def test_plot_history_draws_the_three_curves(history):
     fig = plot_history(history)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
-    assert [line.get_label() for line in ax.get_lines()] == ["train loss", "train acc", "test acc"]
-    assert [legend.get_text() for legend in ax.get_legend().get_texts()] == [
-        "train loss",
-        "train acc",
-        "test acc",
-    ]
-    for line, values in zip(
-        ax.get_lines(), (history.train_loss, history.train_acc, history.test_acc), strict=True
-    ):
+    labels = ["train loss", "train acc", "test acc"]
+    assert [line.get_label() for line in ax.get_lines()] == labels
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == labels
+    curves = (history.train_loss, history.train_acc, history.test_acc)
+    for line, values in zip(ax.get_lines(), curves, strict=True):
         assert list(line.get_xdata()) == [1, 2, 3]
         assert list(line.get_ydata()) == values
     assert ax.get_xlabel() == "epoch"

@@ -61,8 +61,10 @@ def test_evaluate_accuracy_is_the_fraction_counted_by_hand(trained):
     assert evaluate_accuracy(net, test_iter) == history.test_acc[-1]  # the model did not change since
 
 
-def test_evaluate_accuracy_restores_training_mode(trained):
+def test_evaluate_accuracy_leaves_the_mode_as_it_was(trained):
     net, test_iter, _ = trained
+    evaluate_accuracy(net, test_iter)
+    assert not net.training
     net.train()
     try:
         evaluate_accuracy(net, test_iter)
@@ -75,6 +77,26 @@ def test_accuracy_counts_correct_predictions_in_a_batch():
     y_hat = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
     y = torch.tensor([1, 1, 1, 0])
     assert accuracy(y_hat, y).item() == 3
+
+
+class BatchNumberLoss(nn.Module):
+    """A loss whose value is 1 for the first batch, 2 for the second, ... (and no gradient)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, y_hat, y):
+        self.calls += 1
+        return y_hat.sum() * 0 + self.calls
+
+
+def test_train_loss_is_the_mean_over_all_examples(fashion_loaders):
+    train_iter, test_iter = fashion_loaders(batch_size=100, n_train=256)  # batches of 100, 100, 56
+    history = cnnbook.train(
+        modern_lenet(), train_iter, test_iter, 1, lr=0.1, loss=BatchNumberLoss(), plot=False
+    )
+    assert history.train_loss == [pytest.approx((1 * 100 + 2 * 100 + 3 * 56) / 256)]
 
 
 # ------------------------------------------------------------------------ interrupted runs

@@ -1,0 +1,233 @@
+"""``python -m cnnbook bench``: cnnbook's training loop against a faithful d2l-style loop.
+
+Both train the same model from the same initial weights on the same data, in one process,
+one epoch each in turn (interleaved, so a machine that slows down or warms up affects both
+alike). The reference is *Dive into Deep Learning*'s ``train_ch6``: a torchvision-style
+``Dataset`` decoding one image at a time, a ``DataLoader`` with 4 worker processes, a copy
+to the device per batch, two host synchronisations per batch (``float(loss)`` and the
+accuracy count), its animated plot redrawn five times per epoch, and an evaluation that
+synchronises after every batch. Times are whole epochs, evaluation included.
+
+Example::
+
+    python -m cnnbook bench --model lenet --epochs 3
+    python -m cnnbook bench --short --json bench.json      # what CI runs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cnnbook import models
+from cnnbook.config import device_name, seed_everything, try_gpu, use_profile
+from cnnbook.data import ImageArrayDataset, balanced_subset
+from cnnbook.datafiles import Split, read_fashion_mnist
+from cnnbook.loader import DeviceLoader
+from cnnbook.train import init_xavier, train
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a benchmark trains: a model on Fashion-MNIST at some size, with d2l's settings."""
+
+    build: callable
+    resize: int | None
+    batch_size: int
+    lr: float
+
+
+WORKLOADS = {
+    "lenet": Workload(models.lenet, None, 256, 0.9),
+    "alexnet": Workload(models.alexnet, 224, 128, 0.01),
+}
+
+
+@dataclass
+class LoopResult:
+    """Per-epoch measurements of one training loop."""
+
+    name: str
+    epoch_seconds: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+
+    def examples_per_sec(self, num_examples: int) -> float:
+        """Training examples per second of whole-epoch wall time (evaluation included)."""
+        return num_examples * len(self.epoch_seconds) / sum(self.epoch_seconds)
+
+
+def add_arguments(parser) -> None:
+    """The options of ``python -m cnnbook bench``."""
+    parser.add_argument("--model", choices=sorted(WORKLOADS), default="lenet")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best there is)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per loop (default 3)")
+    parser.add_argument("--train-examples", type=int, default=None,
+                        help="train on a class-balanced subset of this size (default: all)")
+    parser.add_argument("--short", action="store_true",
+                        help="a quick check that it works: 4,096 training images, 1 epoch each")
+    parser.add_argument("--amp", action="store_true", help="cnnbook side: bf16 autocast (CUDA)")
+    parser.add_argument("--channels-last", action="store_true", help="cnnbook side: NHWC memory layout")
+    parser.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
+                        help="cnnbook side: torch.compile the model (optionally a mode, e.g. reduce-overhead)")
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the d2l loop (d2l: 4)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+
+
+def _subset(split: Split, n: int | None) -> Split:
+    if n is None or n >= len(split.labels):
+        return split
+    idx = balanced_subset(split.labels, n)
+    return Split(split.images[idx], split.labels[idx], split.source)
+
+
+def d2l_loaders(train: Split, test: Split, workload: Workload, workers: int):
+    """The reference data path: per-image PIL + transforms in DataLoader worker processes."""
+    from torchvision import transforms
+
+    steps = [transforms.ToTensor()]
+    if workload.resize:
+        steps.insert(0, transforms.Resize(workload.resize))
+    transform = transforms.Compose(steps)
+    options = {"batch_size": workload.batch_size, "num_workers": workers, "persistent_workers": workers > 0}
+    return (
+        DataLoader(ImageArrayDataset(train, transform), shuffle=True, **options),
+        DataLoader(ImageArrayDataset(test, transform), shuffle=False, **options),
+    )
+
+
+def d2l_evaluate_accuracy(net: nn.Module, data_iter, device: torch.device) -> float:
+    """d2l's ``evaluate_accuracy_gpu``: one host sync per batch."""
+    net.eval()
+    correct, total = 0.0, 0
+    with torch.no_grad():
+        for X, y in data_iter:
+            X, y = X.to(device), y.to(device)
+            correct += float((net(X).argmax(dim=1) == y).sum())
+            total += y.numel()
+    return correct / total
+
+
+def d2l_train_epoch(net, train_iter, test_iter, optimizer, device, figure: Figure) -> tuple[float, float]:
+    """One epoch of d2l's ``train_ch6``; returns (mean training loss, test accuracy)."""
+    loss = nn.CrossEntropyLoss()
+    net.train()
+    loss_sum, correct, seen = 0.0, 0.0, 0
+    num_batches = len(train_iter)
+    for i, (X, y) in enumerate(train_iter):
+        optimizer.zero_grad()
+        X, y = X.to(device), y.to(device)
+        y_hat = net(X)
+        l = loss(y_hat, y)
+        l.backward()
+        optimizer.step()
+        with torch.no_grad():
+            loss_sum += float(l * X.shape[0])  # host sync 1
+            correct += float((y_hat.argmax(dim=1) == y).sum())  # host sync 2
+            seen += X.shape[0]
+        if (i + 1) % max(num_batches // 5, 1) == 0 or i == num_batches - 1:
+            figure.savefig(io.BytesIO(), format="png")  # d2l's Animator redraws its figure
+    return loss_sum / seen, d2l_evaluate_accuracy(net, test_iter, device)
+
+
+def run(args) -> dict:
+    """Run the benchmark described by parsed ``args``; returns the results as a dict."""
+    workload = WORKLOADS[args.model]
+    device = torch.device(args.device) if args.device else try_gpu()
+    use_profile("full")  # the benchmark picks its own data sizes
+    epochs = 1 if args.short else args.epochs
+    train_split, test_split = read_fashion_mnist()
+    n_train = 4096 if args.short else args.train_examples
+    train_split = _subset(train_split, n_train)
+    test_split = _subset(test_split, 1024 if args.short else None)
+
+    seed_everything(0)
+    reference_net = workload.build()
+    reference_net.apply(init_xavier)
+    cnnbook_net = copy.deepcopy(reference_net)  # the same initial weights on both sides
+    reference_net.to(device)
+    reference_opt = torch.optim.SGD(reference_net.parameters(), lr=workload.lr)
+    cnnbook_opt = torch.optim.SGD(cnnbook_net.parameters(), lr=workload.lr)
+    d2l_train, d2l_test = d2l_loaders(train_split, test_split, workload, args.workers)
+    fast_train = DeviceLoader(torch.from_numpy(train_split.images), torch.from_numpy(train_split.labels),
+                              workload.batch_size, shuffle=True, resize=workload.resize)
+    fast_test = DeviceLoader(torch.from_numpy(test_split.images), torch.from_numpy(test_split.labels),
+                             workload.batch_size, resize=workload.resize)
+    figure = Figure(figsize=(3.5, 2.5))
+    figure.add_subplot().plot(np.arange(10), np.arange(10))
+
+    reference, fast = LoopResult("d2l-style"), LoopResult("cnnbook")
+    history = None
+    print(f"bench: {args.model} on Fashion-MNIST, {len(train_split.labels):,} training and "
+          f"{len(test_split.labels):,} test images, batch {workload.batch_size}, {epochs} epoch(s) per loop, "
+          f"on {device} ({device_name(device)})", flush=True)
+    for epoch in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        loss, acc = d2l_train_epoch(reference_net, d2l_train, d2l_test, reference_opt, device, figure)
+        _sync(device)
+        reference.epoch_seconds.append(time.perf_counter() - start)
+        reference.train_loss.append(loss)
+        reference.test_acc.append(acc)
+
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            history = train(cnnbook_net, fast_train, fast_test, 1, workload.lr, device, optimizer=cnnbook_opt,
+                            init=None, plot=False, history=history, amp=args.amp,
+                            channels_last=args.channels_last, compile=args.compile)
+        fast.epoch_seconds.append(history.epoch_time[-1])
+        fast.train_loss.append(history.train_loss[-1])
+        fast.test_acc.append(history.test_acc[-1])
+        print(f"epoch {epoch + 1}: d2l-style {reference.epoch_seconds[-1]:6.2f} s (test acc {acc:.3f}) | "
+              f"cnnbook {fast.epoch_seconds[-1]:6.2f} s (test acc {fast.test_acc[-1]:.3f})", flush=True)
+
+    n = len(train_split.labels)
+    # The first cnnbook epoch may include one-off costs (compilation, cuDNN autotuning): report
+    # the steady state (epochs after the first) when there is more than one epoch.
+    steady = slice(1, None) if epochs > 1 else slice(None)
+    ref_rate = n * len(reference.epoch_seconds[steady]) / sum(reference.epoch_seconds[steady])
+    fast_rate = n * len(fast.epoch_seconds[steady]) / sum(fast.epoch_seconds[steady])
+    results = {
+        "model": args.model,
+        "device": str(device),
+        "device_name": device_name(device),
+        "train_examples": n,
+        "test_examples": len(test_split.labels),
+        "batch_size": workload.batch_size,
+        "epochs": epochs,
+        "options": {"amp": args.amp, "channels_last": args.channels_last, "compile": args.compile,
+                    "d2l_workers": args.workers},
+        "d2l_style": asdict(reference) | {"examples_per_sec": ref_rate},
+        "cnnbook": asdict(fast) | {"examples_per_sec": fast_rate},
+        "speedup": fast_rate / ref_rate,
+    }
+    print(f"d2l-style: {ref_rate:9,.0f} examples/s, epoch {n / ref_rate:6.2f} s, final test acc "
+          f"{reference.test_acc[-1]:.3f}\n"
+          f"cnnbook:   {fast_rate:9,.0f} examples/s, epoch {n / fast_rate:6.2f} s, final test acc "
+          f"{fast.test_acc[-1]:.3f}\n"
+          f"speed-up:  {results['speedup']:.2f}x (whole epochs, evaluation included"
+          f"{', epochs after the first' if epochs > 1 else ''})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(args) -> int:
+    """Entry point used by ``python -m cnnbook bench``."""
+    run(args)
+    return 0

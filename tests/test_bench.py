@@ -1,0 +1,63 @@
+"""The benchmark's two loops train identically, and `python -m cnnbook bench` runs and reports."""
+
+import copy
+import json
+
+import torch
+from matplotlib.figure import Figure
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+import cnnbook
+from cnnbook.__main__ import main
+from cnnbook.bench import d2l_train_epoch
+from cnnbook.data import ImageArrayDataset, balanced_subset
+from cnnbook.datafiles import Split, read_fashion_mnist
+
+
+def _small_fashion_mnist(n_train=2048, n_test=512):
+    train, test = read_fashion_mnist()
+    i, j = balanced_subset(train.labels, n_train), balanced_subset(test.labels, n_test)
+    return Split(train.images[i], train.labels[i], train.source), Split(test.images[j], test.labels[j], test.source)
+
+
+def test_cnnbook_loop_matches_the_d2l_reference_loop_in_fp32():
+    """Same model, weights, data order and learning rate: the same losses and weights."""
+    cnnbook.use_profile("full")
+    train, test = _small_fashion_mnist()
+    torch.manual_seed(0)
+    reference_net = cnnbook.models.lenet()
+    reference_net.apply(cnnbook.init_xavier)
+    fast_net = copy.deepcopy(reference_net)
+
+    to_tensor = transforms.ToTensor()
+    reference_train = DataLoader(ImageArrayDataset(train, to_tensor), batch_size=256, shuffle=False)
+    reference_test = DataLoader(ImageArrayDataset(test, to_tensor), batch_size=256, shuffle=False)
+    reference_opt = torch.optim.SGD(reference_net.parameters(), lr=0.9)
+    reference_losses = [
+        d2l_train_epoch(reference_net, reference_train, reference_test, reference_opt, torch.device("cpu"),
+                        Figure())[0]
+        for _ in range(2)
+    ]  # fmt: skip
+
+    fast_train = cnnbook.DeviceLoader(torch.from_numpy(train.images), torch.from_numpy(train.labels), 256)
+    fast_test = cnnbook.DeviceLoader(torch.from_numpy(test.images), torch.from_numpy(test.labels), 256)
+    history = cnnbook.train(fast_net, fast_train, fast_test, 2, 0.9, "cpu", init=None, plot=False)
+
+    torch.testing.assert_close(history.train_loss, reference_losses, rtol=1e-5, atol=1e-6)
+    for fast_p, reference_p in zip(fast_net.parameters(), reference_net.parameters()):
+        torch.testing.assert_close(fast_p, reference_p, rtol=1e-4, atol=1e-5)
+
+
+def test_bench_short_mode_runs_and_reports(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--short", "--workers", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "d2l-style:" in printed and "cnnbook:" in printed and "speed-up:" in printed
+    results = json.loads(out.read_text())
+    assert results["model"] == "lenet" and results["train_examples"] == 4096
+    assert results["d2l_style"]["examples_per_sec"] > 0 and results["cnnbook"]["examples_per_sec"] > 0
+    assert results["speedup"] == results["cnnbook"]["examples_per_sec"] / results["d2l_style"]["examples_per_sec"]
+    for loop in ("d2l_style", "cnnbook"):
+        assert len(results[loop]["epoch_seconds"]) == 1 and results[loop]["epoch_seconds"][0] > 0
+        assert 0 <= results[loop]["test_acc"][0] <= 1 and results[loop]["train_loss"][0] == results[loop]["train_loss"][0]

@@ -1,0 +1,111 @@
+"""The website: it builds with warnings as errors, and a real headless Chromium finds the
+LeNet chapter rendered (figures, math, launch buttons), search working, and no console
+errors or requests that fail (everything is served locally, nothing from a CDN)."""
+
+import functools
+import http.server
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync",
+]  # fmt: skip
+
+pytestmark = pytest.mark.book
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Build the book into a temporary folder; returns the folder holding index.html."""
+    assert (REPO / "book/_static/vendor/require.js").exists(), "run `make setup` to fetch the site's JS"
+    out = tmp_path_factory.mktemp("site")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run(
+        [str(jupyter_book), "build", str(REPO), "-W", "--keep-going", "--path-output", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, f"the book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+    return out / "_build" / "html"
+
+
+def test_build_has_every_page_of_the_toc(site):
+    for page in ["book/preface.html", "book/how-to-run.html", "chapters/01-lenet.html", "search.html"]:
+        assert (site / page).is_file(), f"{page} missing from the built site"
+    assert (site / "_sources/chapters/01-lenet.ipynb").is_file(), "the .ipynb download is missing"
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.fail("Chromium is not installed: apt-get install chromium (see .ci/run)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser, url):
+    """Open ``url``; returns the page and the lists of console errors and failed requests."""
+    page = browser.new_page()
+    errors, failed = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(url, wait_until="networkidle")
+    return page, errors, failed
+
+
+def test_lenet_page_renders_its_figures_and_math(browser, server):
+    page, errors, failed = open_page(browser, f"{server}/chapters/01-lenet.html")
+    figures = page.eval_on_selector_all(
+        "div.cell_output img", "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])"
+    )
+    assert len(figures) >= 5, f"expected the chapter's figures, found {figures}"
+    assert all(w > 100 and h > 100 for w, h in figures), f"a figure did not load: {figures}"
+    page.wait_for_selector("mjx-container", timeout=10_000)  # MathJax, served locally, typeset
+    tables = page.inner_text("div.cell_output")
+    assert "1x16x5x5" in tables, "the layer table is not in the page"
+    assert "profile full" in page.content(), "the stored training summary is missing"
+    assert not errors, f"console errors: {errors}"
+    assert not failed, f"failed requests: {failed}"
+
+
+def test_launch_buttons_point_to_the_chapter(browser, server):
+    page, _, _ = open_page(browser, f"{server}/chapters/01-lenet.html")
+    links = page.eval_on_selector_all("a", "as => as.map(a => a.href)")
+    assert any(
+        "colab.research.google.com/github/" in h and h.endswith("chapters/01-lenet.ipynb") for h in links
+    )
+    assert any("mybinder.org/v2/gh/" in h and "chapters/01-lenet.ipynb" in h for h in links)
+    assert any(h.endswith("_sources/chapters/01-lenet.ipynb") for h in links), "no .ipynb download link"
+
+
+def test_search_finds_the_lenet_chapter(browser, server):
+    page, errors, failed = open_page(browser, f"{server}/search.html?q=pooling")
+    page.wait_for_selector("#search-results li", timeout=10_000)
+    results = page.inner_text("#search-results")
+    assert "LeNet" in results, results
+    assert not errors and not failed, (errors, failed)

@@ -1,0 +1,70 @@
+"""The outputs stored in the chapters (what the website shows) come from complete, clean,
+full-profile runs that meet each chapter's stated expectations.
+
+A chapter states its expectations in its metadata, e.g.
+``{"cnnbook": {"expect": {"train-lenet": {"test acc": 0.75}}}}``: the code cell tagged
+``train-lenet`` must have printed ``test acc X`` with X >= 0.75 under the full profile.
+"""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+CHAPTERS = sorted((Path(__file__).parent.parent / "chapters").glob("*.ipynb"))
+
+
+def _read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def _text_of(cell) -> str:
+    """Everything a code cell printed (streams and plain-text results)."""
+    parts = []
+    for output in cell.get("outputs", []):
+        if output["output_type"] == "stream":
+            parts.append(output["text"])
+        elif "data" in output:
+            parts.append(output["data"].get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no notebooks found in chapters/"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_executed_top_to_bottom_without_errors(path):
+    code_cells = [c for c in _read(path).cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code_cells]
+    assert counts == list(range(1, len(code_cells) + 1)), (
+        f"{path.name} was not executed top to bottom in one kernel (execution counts {counts}); "
+        "re-run it with `make outputs`"
+    )
+    errors = [
+        f"cell {c.get('id')}: {o.get('ename')}: {o.get('evalue')}"
+        for c in code_cells
+        for o in c.outputs
+        if o["output_type"] == "error"
+    ]
+    assert not errors, f"{path.name} stores error outputs: {errors}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_full_run_meets_the_chapters_expectations(path):
+    notebook = _read(path)
+    expectations = notebook.metadata.get("cnnbook", {}).get("expect")
+    assert expectations, f"{path.name} states no expectations in its metadata (cnnbook.expect)"
+    for tag, minimums in expectations.items():
+        cells = [c for c in notebook.cells if tag in c.get("metadata", {}).get("tags", [])]
+        assert len(cells) == 1, f"{path.name}: expected one cell tagged {tag!r}, found {len(cells)}"
+        text = _text_of(cells[0])
+        assert "profile full" in text, f"{path.name} [{tag}]: the stored run is not a full-profile run"
+        assert re.search(r"examples/sec on (cpu|cuda|mps)", text), f"{path.name} [{tag}]: no device named"
+        for metric, minimum in minimums.items():
+            values = re.findall(rf"{re.escape(metric)} ([0-9.]+)", text)
+            assert values, f"{path.name} [{tag}]: the output reports no {metric!r}"
+            assert float(values[-1]) >= minimum, (
+                f"{path.name} [{tag}]: {metric} {values[-1]} is below the chapter's expectation {minimum}"
+            )
