@@ -86,8 +86,8 @@ def test_lenet_page_renders_its_figures_and_math(browser, server):
     assert len(figures) >= 5, f"expected the chapter's figures, found {figures}"
     assert all(w > 100 and h > 100 for w, h in figures), f"a figure did not load: {figures}"
     page.wait_for_selector("mjx-container", timeout=10_000)  # MathJax, served locally, typeset
-    tables = page.inner_text("div.cell_output")
-    assert "1x16x5x5" in tables, "the layer table is not in the page"
+    outputs = "\n".join(page.eval_on_selector_all("div.cell_output", "els => els.map(e => e.innerText)"))
+    assert "1x16x5x5" in outputs, "the layer table is not in the page"
     assert "profile full" in page.content(), "the stored training summary is missing"
     assert not errors, f"console errors: {errors}"
     assert not failed, f"failed requests: {failed}"
