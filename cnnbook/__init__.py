@@ -28,7 +28,7 @@ from cnnbook.datafiles import CorruptDatasetError, DatasetNotFoundError, read_ci
 from cnnbook.history import History
 from cnnbook.inspect import ShapeMismatchError, layer_table
 from cnnbook.loader import Augment, DeviceLoader
-from cnnbook.plot import plot_history, show_images
+from cnnbook.plot import new_figure, plot_history, show_images
 from cnnbook.train import TrainingDivergedError, accuracy, evaluate_accuracy, init_xavier, train
 
 __version__ = "0.1.0"

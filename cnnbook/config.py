@@ -37,6 +37,11 @@ class Profile:
     test_values: int | None = None  # cap on the test set, in pixel values
     epochs: int | None = None  # cap on epochs
     min_examples: int = 500  # never cut a set below this many examples
+    # Cap on the compute of one `cnnbook.train` call, in FLOPs (forward and backward over the
+    # training batches, forward over the test batches). Pixel caps suit small nets, but a
+    # 100-layer net costs over 100 times more per pixel than LeNet, so `train` uses fewer
+    # batches per epoch when a run would cost more than this (see `train.compute_cap`).
+    train_flops: int | None = None
 
     def max_examples(self, split: str, values_per_example: int) -> int | None:
         """How many examples of ``split`` ('train' or 'test') this profile allows, or None."""
@@ -55,7 +60,9 @@ PROFILES = {
     "full": Profile("full"),
     # For tests and slow laptops: fixed class-balanced subsets and few epochs, still enough
     # that every curve goes down and accuracies end well above chance.
-    "quick": Profile("quick", train_values=32_000_000, test_values=2_000_000, epochs=5),
+    "quick": Profile(
+        "quick", train_values=32_000_000, test_values=2_000_000, epochs=5, train_flops=2_000_000_000_000
+    ),
 }
 
 _chosen_profile: str | None = None  # set by use_profile(); otherwise the environment decides

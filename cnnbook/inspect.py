@@ -3,11 +3,13 @@
 For every layer it reports the output shape, the number of parameters, the memory of the
 output activations and the floating-point operations (counted by PyTorch's own
 ``FlopCounterMode``, where one multiply-add is 2 FLOPs). When a shape does not fit, the
-table stops at the layer that failed and the error says what it got.
+table stops at the layer that failed and the error says what it got and which input
+sizes would fit.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -139,24 +141,71 @@ def layer_table(net: nn.Module, input_shape: tuple[int, ...], device: torch.devi
     handles = [m.register_forward_hook(record(n, m)) for n, m in layers]
     was_training = net.training
     net.eval()
+    failure = None
     try:
         with torch.no_grad(), counter:
             net(torch.randn(*input_shape, device=device))
     except RuntimeError as err:
-        table = LayerTable(tuple(input_shape), _per_layer_flops(rows))
+        failure = err
+    finally:
+        for h in handles:
+            h.remove()
+        net.train(was_training)
+    table = LayerTable(tuple(input_shape), _per_layer_flops(rows))
+    if failure is not None:
         done = {r.name for r in rows}
         failing = next(((n, m) for n, m in layers if n not in done), ("?", None))
         raise ShapeMismatchError(
             f"Shapes stop fitting at layer {failing[0]} ({failing[1]}), which got an input of "
             f"shape {'x'.join(map(str, last_output['shape']))} from the layer before.\n"
-            f"PyTorch said: {err}\nThe layers that worked:\n{table.to_text()}",
+            f"{_fitting_sizes_hint(net, tuple(input_shape))}"
+            f"PyTorch said: {failure}\nThe layers that worked:\n{table.to_text()}",
             table,
         ) from None
+    return table
+
+
+def fitting_sizes(net: nn.Module, input_shape: tuple[int, ...], largest: int | None = None) -> list[int]:
+    """The sizes ``n`` for which a square input ``(1, C, n, n)`` runs through ``net`` without error.
+
+    ``C`` comes from ``input_shape``. Sizes 1 to ``largest`` (default: twice the larger side
+    of ``input_shape``, at least 256) are tried on PyTorch's *meta* device, which works out
+    every shape without computing anything, so hundreds of sizes take well under a second.
+    Example: ``fitting_sizes(alexnet, (1, 1, 28, 28))`` is ``[193, ..., 224]``.
+    """
+    if len(input_shape) != 4:
+        return []
+    largest = largest or max(256, 2 * max(input_shape[-2:]))
+    meta = {name: torch.empty_like(t, device="meta")
+            for name, t in itertools.chain(net.named_parameters(), net.named_buffers())}
+    was_training = net.training
+    net.eval()
+    fits = []
+    try:
+        for n in range(1, largest + 1):
+            try:
+                torch.func.functional_call(net, meta, (torch.empty(1, input_shape[1], n, n, device="meta"),))
+            except Exception:  # any error means "does not fit"; an op without meta support fits nowhere
+                continue
+            fits.append(n)
     finally:
-        for h in handles:
-            h.remove()
         net.train(was_training)
-    return LayerTable(tuple(input_shape), _per_layer_flops(rows))
+    return fits
+
+
+def _fitting_sizes_hint(net: nn.Module, input_shape: tuple[int, ...]) -> str:
+    """One line saying which square inputs would fit, or nothing for non-image inputs."""
+    if len(input_shape) != 4:
+        return ""
+    sizes = fitting_sizes(net, input_shape)
+    if not sizes:
+        return f"No square input with {input_shape[1]} channel(s) fits this network.\n"
+    runs, start = [], sizes[0]  # group consecutive sizes into ranges
+    for previous, current in zip(sizes, sizes[1:] + [None]):
+        if current != previous + 1:
+            runs.append(f"{start}x{start}" if start == previous else f"{start}x{start} to {previous}x{previous}")
+            start = current
+    return f"Square inputs of {', '.join(runs)} pixels fit this network.\n"
 
 
 def _per_layer_flops(rows: list[LayerRow]) -> list[LayerRow]:

@@ -46,6 +46,16 @@ def plot_history(history, title: str | None = None, ax=None) -> Figure | None:
     return fig
 
 
+def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None):
+    """A new matplotlib ``Figure`` and its axes; a Jupyter cell that ends with the figure shows it.
+
+    Object API, no pyplot state. Example: ``fig, (left, right) = cnnbook.new_figure(ncols=2)``.
+    """
+    _show_figures_in_jupyter()
+    fig = Figure(figsize=figsize or (5 * ncols, 3.2 * nrows), layout="constrained")
+    return fig, fig.subplots(nrows, ncols)
+
+
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     """The figure rendered as PNG bytes."""
     buffer = io.BytesIO()

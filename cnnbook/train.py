@@ -23,12 +23,15 @@ What `train` adds around it, and why:
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 import time
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from cnnbook.config import active_profile, device_name, try_gpu
+from cnnbook.config import Profile, active_profile, device_name, try_gpu
 from cnnbook.history import History
 from cnnbook.plot import LivePlot
 from cnnbook.progress import Progress
@@ -109,6 +112,7 @@ def train(
     device: torch.device | str | None = None,
     *,
     optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     loss: nn.Module | None = None,
     init: str | None = "xavier",
     amp: bool = False,
@@ -121,6 +125,9 @@ def train(
     """Train ``net`` and return its `History` (d2l's ``train_ch6`` call shape).
 
     optimizer: defaults to ``SGD(net.parameters(), lr)``; pass e.g. ``torch.optim.Adam(...)``.
+    scheduler: a learning-rate scheduler of that optimizer, stepped once per batch, after the
+        optimizer (e.g. ``OneCycleLR(optimizer, max_lr, epochs=num_epochs,
+        steps_per_epoch=len(train_iter))``).
     loss: defaults to ``nn.CrossEntropyLoss()``.
     init: ``"xavier"`` re-initialises linear and conv weights first (as d2l does);
         ``None`` keeps the model's own initialisation (needed to resume training).
@@ -156,6 +163,7 @@ def train(
     optimizer = optimizer or torch.optim.SGD(net.parameters(), lr=lr)
     loss_fn = loss or nn.CrossEntropyLoss()
     train_iter, test_iter = _on_device(train_iter, device), _on_device(test_iter, device)
+    train_batches, test_batches = compute_cap(profile, net, train_iter, test_iter, num_epochs, device)
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     )
@@ -167,7 +175,7 @@ def train(
     history.interrupted = False
     first_epoch = len(history.epochs)
     live_plot = LivePlot(first_epoch + num_epochs, title or f"training on {device}") if plot else None
-    progress = Progress(num_epochs, len(train_iter))
+    progress = Progress(num_epochs, train_batches)
     guard = _DivergenceGuard(device, check_every=1 if device.type == "cpu" else 50)
     start = time.perf_counter() - history.wall_time
     epoch = batch = 0
@@ -178,7 +186,7 @@ def train(
             loss_sum = torch.zeros((), device=device)  # sums stay on the device: no sync per batch
             correct = torch.zeros((), dtype=torch.long, device=device)
             seen = 0
-            for batch, (X, y) in enumerate(train_iter):
+            for batch, (X, y) in enumerate(itertools.islice(train_iter, train_batches)):
                 X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if channels_last:
                     X = X.contiguous(memory_format=torch.channels_last)
@@ -188,21 +196,23 @@ def train(
                 optimizer.zero_grad(set_to_none=True)  # 3. clear old gradients
                 l.backward()  # 4. backward: compute new gradients
                 optimizer.step()  # 5. update the parameters
+                if scheduler is not None:
+                    scheduler.step()  # a per-batch schedule: the next step's learning rate
                 with torch.no_grad():
                     loss_sum += l.detach().float() * y.shape[0]
                     correct += accuracy(y_hat, y)
                 seen += y.shape[0]
                 guard.watch(l, batch)
-                if guard.due(batch, batch == len(train_iter) - 1) and guard.bad_batch() is not None:
+                if guard.due(batch, batch == train_batches - 1) and guard.bad_batch() is not None:
                     raise TrainingDivergedError(
-                        _divergence_message(first_epoch + epoch, guard.bad_batch(), len(train_iter), lr),
+                        _divergence_message(first_epoch + epoch, guard.bad_batch(), train_batches, lr),
                         history,
                     )
                 progress.batch_done(epoch, batch)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # so the clock measures finished work
             train_seconds = time.perf_counter() - epoch_start
-            test_acc = evaluate_accuracy(model, test_iter, device)
+            test_acc = evaluate_accuracy(model, itertools.islice(test_iter, test_batches), device)
             history.record(
                 loss_sum.item() / seen,
                 correct.item() / seen,
@@ -224,6 +234,45 @@ def train(
         progress.close(f"{len(history.epochs) - first_epoch}/{num_epochs} epochs in {history.wall_time:.1f} s")
     print(history.summary())
     return history
+
+
+def compute_cap(
+    profile: Profile, net: nn.Module, train_iter, test_iter, num_epochs: int, device: torch.device
+) -> tuple[int, int]:
+    """How many training and test batches per epoch the profile's ``train_flops`` allows.
+
+    The cost of a run is estimated from one test batch: forward FLOPs per example (counted by
+    ``FlopCounterMode``), three times that per training example (forward and backward) and
+    once per test example, for every epoch. A run over the budget trains on the first batches
+    of each epoch (a new random sample each epoch when the loader shuffles) and is tested on
+    the first test batches, in the same proportion; it prints one line saying so.
+    """
+    n_train, n_test = len(train_iter), len(test_iter)
+    if profile.train_flops is None or n_test == 0:
+        return n_train, n_test
+    X, _ = next(iter(test_iter))
+    X = X.to(device)
+    was_training = net.training
+    net.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(X)
+    net.train(was_training)
+    per_example = counter.get_total_flops() / X.shape[0]
+    examples = {
+        name: getattr(it, "num_examples", None) or n * X.shape[0]
+        for name, it, n in (("train", train_iter, n_train), ("test", test_iter, n_test))
+    }
+    cost = num_epochs * per_example * (3 * examples["train"] + examples["test"])
+    if cost <= profile.train_flops:
+        return n_train, n_test
+    fraction = profile.train_flops / cost
+    train_batches, test_batches = max(1, int(fraction * n_train)), max(1, math.ceil(fraction * n_test))
+    print(
+        f"{profile.name} profile: this run would cost {cost / 1e12:.1f} TFLOP, over the profile's "
+        f"budget of {profile.train_flops / 1e12:g} TFLOP; training on {train_batches} of {n_train} "
+        f"batches per epoch, testing on {test_batches} of {n_test} test batches."
+    )
+    return train_batches, test_batches
 
 
 def _divergence_message(epoch: int, batch: int, batches: int, lr: float) -> str:

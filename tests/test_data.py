@@ -163,6 +163,15 @@ def test_load_data_cifar2_is_normalised_on_the_training_set(cifar10_read_once):
     assert test_iter.mean == train_iter.mean  # the test set uses the training statistics
 
 
+def test_quick_cifar2_keeps_the_training_set_and_cuts_the_test_set(cifar10_read_once, capsys):
+    cnnbook.use_profile("quick")
+    train_iter, test_iter = cnnbook.load_data_cifar2(256, root=cifar10_read_once)
+    assert (train_iter.num_examples, test_iter.num_examples) == (10_000, 651)
+    assert capsys.readouterr().out.startswith(
+        "quick profile: CIFAR-2 (airplane, bird) cut to 10,000 of 10,000 training and 651 of 2,000 test"
+    )
+
+
 def test_load_data_cifar10_augments_the_training_set_only(cifar10_read_once, capsys):
     cnnbook.use_profile("quick")
     classes = ("airplane", "automobile", "bird")

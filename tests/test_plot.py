@@ -49,6 +49,7 @@ def test_show_images_makes_a_grid_with_titles(fashion_small):
     assert len(shown) == 10
     assert [ax.get_title() for ax in shown] == [f"#{i}" for i in range(10)]
     np.testing.assert_array_equal(shown[3].images[0].get_array(), images[3, 0].numpy())
+    assert len(show_images(images[:8], num_cols=4).axes) == 8  # exactly 2 rows, no empty third
 
 
 def test_show_images_of_colour_floats(fashion_small):

@@ -276,6 +276,7 @@ def test_mean_examples_per_sec_is_total_examples_over_total_time():
     history.record(1.0, 0.5, 0.5, 1.0, 3000.0)
     # Equal epochs: 2 epochs' examples in 1/1000 + 1/3000 of the time per example.
     assert history.mean_examples_per_sec == pytest.approx(1500.0)
+    assert "1500.0 examples/sec" in history.summary()
     assert History().mean_examples_per_sec == 0.0
 
 

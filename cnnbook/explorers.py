@@ -1,0 +1,248 @@
+"""The chapters' slider experiments, built on `cnnbook.widgets.Explorer`.
+
+* `TrainingExplorer`: a short training run for every setting of the sliders (learning
+  rate, dropout, width, number of blocks, ...) and the curves after 1, 2, ... epochs;
+* `ConvExplorer`: kernel size, stride and padding of a convolution on a real image, with
+  the output size worked out by the formula and checked by PyTorch, and the feature maps.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import nn
+
+from cnnbook.config import try_gpu
+from cnnbook.data import balanced_subset
+from cnnbook.history import History
+from cnnbook.loader import DeviceLoader
+from cnnbook.plot import draw_history
+from cnnbook.train import accuracy, evaluate_accuracy, init_xavier
+from cnnbook.widgets import Explorer, figure_html, png_html
+
+
+class TrainingExplorer(Explorer):
+    """Train ``make_net(**settings)`` briefly for each setting of the sliders; show the curves.
+
+    The experiment is short on purpose: a fixed class-balanced subset of ``train_examples``
+    training and ``test_examples`` test images, plain SGD with a constant learning rate and
+    a fixed seed, so every setting sees the same data in the same order. Each setting is
+    trained once for the largest number of ``epochs``; the result after fewer epochs is the
+    start of that same run (it is what a shorter run with the same seed computes).
+
+    make_net: builds the model from the slider settings other than ``lr`` and ``epochs``.
+    lr: one learning rate, or a list of them for a slider.
+    epochs: the largest number of epochs (slider 1, 2, ..., epochs), or the list to offer.
+    **sliders: further settings for ``make_net``, e.g. ``dropout=[0.0, 0.2, 0.5]``.
+
+    Example::
+
+        explorer = TrainingExplorer(lenet, train_iter, test_iter, lr=[0.1, 0.3, 0.9], epochs=10)
+        explorer.show()  # trains 3 runs of 10 epochs, then the sliders switch between them
+    """
+
+    def __init__(
+        self,
+        make_net: Callable[..., nn.Module],
+        train_iter: DeviceLoader,
+        test_iter: DeviceLoader,
+        *,
+        lr: float | Sequence[float],
+        epochs: int | Sequence[int],
+        batch_size: int = 64,
+        train_examples: int = 5000,
+        test_examples: int = 2000,
+        device: torch.device | str | None = None,
+        seed: int = 0,
+        title: str = "",
+        **sliders: Sequence,
+    ):
+        for name, loader in (("train_iter", train_iter), ("test_iter", test_iter)):
+            if not isinstance(loader, DeviceLoader):
+                raise TypeError(
+                    f"TrainingExplorer needs cnnbook's DeviceLoaders (from cnnbook.load_data_...) as "
+                    f"{name}; got {type(loader).__name__}."
+                )
+        epochs = list(range(1, epochs + 1)) if isinstance(epochs, int) else sorted(epochs)
+        if not epochs or epochs[0] < 1:
+            raise ValueError(f"epochs must be positive numbers of epochs, got {epochs}.")
+        self.make_net, self.batch_size, self.seed = make_net, batch_size, seed
+        self.device = torch.device(device) if device is not None else try_gpu()
+        self.fixed_lr = None if isinstance(lr, Sequence) else float(lr)
+        if self.fixed_lr is None:
+            sliders["lr"] = list(lr)
+        sliders["epochs"] = epochs
+        self.train_data = _subset(train_iter, train_examples, seed)
+        self.test_iter = DeviceLoader(*_subset(test_iter, test_examples, seed), 500, resize=test_iter.resize,
+                                      mean=test_iter.mean, std=test_iter.std).to(self.device)
+        self.loader_options = {"resize": train_iter.resize, "mean": train_iter.mean, "std": train_iter.std,
+                               "augment": train_iter.augment}
+        self.live_runs, self.current_seed = 0, seed
+        size = f"{len(self.train_data[1]):,} training images, batches of {batch_size}"
+        super().__init__(None, sliders, title=f"{title} ({size})" if title else size)
+
+    def targets(self) -> list[tuple[int, ...]]:
+        """One run per setting of the other sliders, each as long as the longest epochs choice."""
+        last = len(self.options["epochs"]) - 1
+        return [index for index in super().targets() if index[-1] == last]
+
+    def precompute(self) -> None:
+        """Train every setting with the explorer's seed (what the website shows)."""
+        self.current_seed = self.seed
+        super().precompute()
+
+    def run(self, index=None):
+        """Train the chosen settings again, live, with the next seed (to see the run-to-run spread)."""
+        self.live_runs += 1
+        self.current_seed = self.seed + self.live_runs
+        return super().run(index)
+
+    def compute(self, index: tuple[int, ...], progress: Callable) -> None:
+        """Train the settings at ``index``; show the curves after every epoch up to its count."""
+        settings = self.settings(index)
+        num_epochs, lr = settings.pop("epochs"), settings.pop("lr", self.fixed_lr)
+        seed = self.current_seed
+        positions = {e: i for i, e in enumerate(self.options["epochs"])}
+
+        def after_epoch(history: History, diverged: bool) -> None:
+            done = len(history.epochs)
+            for e, i in positions.items():
+                # the result after e epochs; the chosen count drawn in place while it trains
+                if e == done or (diverged and e > done) or (e == num_epochs and done < num_epochs):
+                    self.show_result(index[:-1] + (i,), self._render(settings, lr, history, e, seed, diverged))
+
+        self._train(settings, lr, num_epochs, seed, progress, after_epoch)
+
+    def _train(self, settings, lr, num_epochs, seed, progress, after_epoch) -> History:
+        """A plain loop (chapter 3's five steps) that reports every batch and draws every epoch."""
+        torch.manual_seed(seed)
+        net = self.make_net(**settings)
+        net.apply(init_xavier)
+        net.to(self.device)
+        optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+        loss_fn = nn.CrossEntropyLoss()
+        images, labels = self.train_data
+        train_iter = DeviceLoader(images, labels, self.batch_size, shuffle=True, seed=seed,
+                                  **self.loader_options).to(self.device)
+        history, batches = History(), len(train_iter)
+        for epoch in range(num_epochs):
+            start = time.perf_counter()
+            net.train()
+            loss_sum = torch.zeros((), device=self.device)  # sums stay on the device (no sync per batch)
+            correct = torch.zeros((), dtype=torch.long, device=self.device)
+            for batch, (X, y) in enumerate(train_iter):
+                y_hat = net(X)
+                loss = loss_fn(y_hat, y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(y)
+                correct += accuracy(y_hat, y)
+                progress((epoch * batches + batch + 1) / (num_epochs * batches), f"epoch {epoch + 1}/{num_epochs}")
+            mean_loss = loss_sum.item() / len(labels)
+            if not math.isfinite(mean_loss):
+                after_epoch(history, diverged=True)
+                break
+            seconds = time.perf_counter() - start
+            test_acc = evaluate_accuracy(net, self.test_iter)
+            history.record(mean_loss, correct.item() / len(labels), test_acc, seconds, len(labels) / seconds)
+            after_epoch(history, diverged=False)
+        return history
+
+    def _render(self, settings: dict, lr: float, history: History, epochs: int, seed: int, diverged: bool) -> str:
+        shown = History(**{k: v[:epochs] if isinstance(v, list) else v for k, v in history.to_dict().items()})
+        name = ", ".join([f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items()]
+                         + [f"lr {lr:g}"])
+        fig = Figure(figsize=(5.2, 2.9), layout="constrained")
+        ax = fig.add_subplot()
+        ax.set_ylim(0, 2.5)
+        if shown.epochs:
+            draw_history(shown, ax, num_epochs=self.options["epochs"][-1])
+        ax.set_title(f"{name}: {len(shown.epochs)} of {epochs} epochs (seed {seed})", fontsize=10)
+        if diverged and len(history.epochs) < epochs:
+            text = f"The loss became NaN or infinite in epoch {len(history.epochs) + 1}: lr {lr:g} is too high."
+        elif len(shown.epochs) < epochs:
+            text = f"training... {len(shown.epochs)} of {epochs} epochs done"
+        else:
+            text = f"after {epochs} epochs: " + shown.epoch_line(-1).split(": ", 1)[1].rsplit(" (", 1)[0]
+        return f"{figure_html(fig)}<br><code>{html.escape(text)}</code>"
+
+
+def _subset(loader: DeviceLoader, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The uint8 images and labels of a fixed class-balanced subset of ``n`` of a loader's examples."""
+    idx = torch.from_numpy(balanced_subset(loader.labels.cpu().numpy(), n, seed=seed))
+    return loader.images[idx.to(loader.images.device)], loader.labels[idx.to(loader.labels.device)]
+
+
+def edge_and_blur_kernels(k: int) -> torch.Tensor:
+    """Three fixed k x k kernels, shape (3, 1, k, k): vertical edges, horizontal edges, blur.
+
+    An edge kernel is -1 on its left (top) half and +1 on its right (bottom) half, the middle
+    column (row) 0; a 1x1 kernel has no halves, so its edge kernels are all zero.
+    """
+    vertical = torch.zeros(k, k)
+    vertical[:, : k // 2], vertical[:, (k + 1) // 2 :] = -1.0, 1.0
+    return torch.stack([vertical, vertical.T, torch.full((k, k), 1.0 / k**2)]).unsqueeze(1)
+
+
+class ConvExplorer(Explorer):
+    """Kernel size, stride and padding of a convolution on ``image``: output size and maps.
+
+    image: one grayscale image, (H, W) or (1, H, W), values in [0, 1].
+    Every combination is computed at once (a fraction of a second), so there is no Run button.
+    """
+
+    def __init__(self, image: torch.Tensor, kernel_size=(1, 3, 5, 7), stride=(1, 2, 3), padding=(0, 1, 2, 3),
+                 scale: int = 4, title: str = "A convolution on a real image"):
+        image = torch.as_tensor(image, dtype=torch.float32).detach().cpu()
+        if image.ndim == 3 and image.shape[0] == 1:
+            image = image[0]
+        if image.ndim != 2:
+            raise ValueError(f"ConvExplorer wants one grayscale image (H, W) or (1, H, W); got {tuple(image.shape)}.")
+        self.image, self.scale = image, scale
+        super().__init__(self.convolve, {"kernel_size": kernel_size, "stride": stride, "padding": padding},
+                         title=title, live=False)
+
+    def convolve(self, progress, kernel_size: int, stride: int, padding: int) -> str:
+        """HTML: the formula for the output size, PyTorch's answer, the padded input and three maps."""
+        n, k, s, p = self.image.shape[-1], kernel_size, stride, padding
+        maps = F.conv2d(self.image[None, None], edge_and_blur_kernels(k), stride=s, padding=p)[0]
+        formula = (n + 2 * p - k) // s + 1
+        padded = F.pad(self.image, (p, p, p, p), value=float("nan"))  # NaN marks the padding
+        figures = [(f"input {n}x{n}, padded to {n + 2 * p}x{n + 2 * p}", padded)] + [
+            (f"{name} {m.shape[-2]}x{m.shape[-1]}", m)
+            for name, m in zip(("vertical edges", "horizontal edges", "blur"), maps)
+        ]
+        cells = "".join(
+            f'<figure style="display:inline-block;margin:4px 10px 4px 0;vertical-align:top">'
+            f"{png_html(_gray_png(m), width=m.shape[-1] * self.scale, title=caption)}"
+            f'<figcaption style="font-size:80%">{html.escape(caption)}</figcaption></figure>'
+            for caption, m in figures
+        )
+        return (
+            f"<div>output size = &lfloor;({n} + 2&middot;{p} &minus; {k}) / {s}&rfloor; + 1 = <b>{formula}</b>; "
+            f"PyTorch's output: <code>{tuple(maps.shape)}</code> "
+            f"(3 maps of {maps.shape[-2]}x{maps.shape[-1]})</div>{cells}"
+        )
+
+
+def _gray_png(values: torch.Tensor) -> bytes:
+    """A 2-D tensor as a grayscale PNG scaled to its own range; NaN (padding) is drawn light blue."""
+    v = values.numpy().astype(np.float64)
+    pad = np.isnan(v)
+    lo, hi = (np.nanmin(v), np.nanmax(v)) if not pad.all() else (0.0, 1.0)
+    gray = np.where(pad, 0.0, (v - lo) / (hi - lo) if hi > lo else 0.5)
+    rgb = np.repeat((gray * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
+    rgb[pad] = (170, 200, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="png", optimize=True)
+    return buffer.getvalue()

@@ -1,0 +1,253 @@
+"""Exercise sliders: experiments a reader re-runs in JupyterLab and browses on the website.
+
+An `Explorer` shows one slider per setting and, below them, the result for the chosen
+settings. `Explorer.show` computes a result for every combination of slider positions and
+keeps each in its own ``HTML`` widget. The sliders pick among them *in the browser*: each
+slider is ``jslink``-ed to the ``selected_index`` of nested ``Stack`` widgets (one level
+per slider), so no Python runs when a slider moves. When the notebook is saved with its
+widget state (``python -m cnnbook execute`` does that), the website, where no kernel runs,
+still switches between the stored results.
+
+With a running kernel, **Run** computes the chosen settings again in a background thread,
+with a progress bar, the result redrawn in place, and a **Cancel** button: the kernel stays
+free to receive the click, and the experiment stops at its next call of ``progress``.
+`cnnbook.explorers` holds the experiments the chapters use (training runs, convolutions).
+
+Example::
+
+    def square(progress, x):
+        return f"<b>{x} squared is {x * x}</b>"
+
+    Explorer(square, {"x": range(5)}, title="Squares").show()
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import ipywidgets as widgets
+from matplotlib.figure import Figure
+from PIL import Image
+
+from cnnbook.plot import figure_png
+from cnnbook.progress import in_jupyter
+
+NOT_COMPUTED = "<i>Not computed yet: press Run (needs a running kernel).</i>"
+
+
+class ExperimentCancelled(Exception):
+    """Raised inside an experiment by its ``progress`` callback once Cancel was pressed."""
+
+
+def figure_html(fig: Figure, dpi: int = 72) -> str:
+    """A matplotlib figure as an ``<img>`` tag holding a small PNG (64 colours: a few KB)."""
+    image = Image.open(io.BytesIO(figure_png(fig, dpi=dpi))).convert("RGB").quantize(colors=64)
+    buffer = io.BytesIO()
+    image.save(buffer, format="png", optimize=True)
+    return png_html(buffer.getvalue())
+
+
+def png_html(png: bytes, width: int | None = None, title: str = "") -> str:
+    """An ``<img>`` tag showing PNG bytes, optionally ``width`` pixels wide with sharp pixels."""
+    style = f' style="width:{width}px;image-rendering:pixelated"' if width else ""
+    alt = f' alt="{html.escape(title)}"' if title else ""
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}"{style}{alt}>'
+
+
+def _label(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class Explorer:
+    """Sliders over a grid of settings; below them, the result of ``experiment`` for each.
+
+    experiment: ``experiment(progress, **settings)`` returns an HTML string or a matplotlib
+        ``Figure``. It should call ``progress(fraction, text="")`` often (every batch): the call
+        updates the progress bar and raises `ExperimentCancelled` after Cancel was pressed.
+        ``None`` for a subclass that overrides `compute` instead.
+    sliders: slider name -> the values it offers, e.g. ``{"lr": [0.1, 0.3, 0.9]}``.
+    live: show Run, Cancel and a progress bar (a cheap experiment may go without them).
+    run_on_change: with a kernel, also run (after ``debounce`` seconds without further moves)
+        when a slider stops on settings that have no result yet.
+    """
+
+    def __init__(
+        self,
+        experiment: Callable | None,
+        sliders: dict[str, Sequence],
+        *,
+        title: str = "",
+        live: bool = True,
+        run_on_change: bool = False,
+        debounce: float = 0.5,
+    ):
+        if not sliders:
+            raise ValueError("An Explorer needs at least one slider, e.g. sliders={'lr': [0.1, 0.3]}.")
+        self.experiment = experiment
+        self.options = {name: list(values) for name, values in sliders.items()}
+        for name, values in self.options.items():
+            if not values:
+                raise ValueError(f"Slider {name!r} offers no values; give a list such as [0.1, 0.3].")
+        self.sliders = [
+            widgets.SelectionSlider(
+                options=[(_label(v), v) for v in values], description=name, continuous_update=True,
+                style={"description_width": "initial"}, layout=widgets.Layout(width="320px"),
+            )
+            for name, values in self.options.items()
+        ]  # fmt: skip
+        self.results: dict[tuple[int, ...], widgets.HTML] = {}  # slider positions -> result
+        self.computed: set[tuple[int, ...]] = set()
+        self.results_view = self._nested_stacks(())
+        self.run_button = widgets.Button(description="Run", icon="play", tooltip="compute these settings again")
+        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
+        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0)
+        self.status = widgets.HTML()
+        self.run_button.on_click(lambda _: self.run())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        controls = [widgets.HBox([self.run_button, self.cancel_button, self.progress])] if live else []
+        header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
+        self.widget = widgets.VBox(
+            header + [widgets.HBox(self.sliders, layout=widgets.Layout(flex_flow="row wrap"))]
+            + controls + [self.status, self.results_view]
+        )  # fmt: skip
+        self.last_error: BaseException | None = None
+        self._last_report = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._timer: threading.Timer | None = None
+        if run_on_change and live:
+            for slider in self.sliders:
+                slider.observe(lambda _: self._run_soon(debounce), names="index")
+
+    def _nested_stacks(self, prefix: tuple[int, ...]):
+        """One ``Stack`` per slider level, its ``selected_index`` linked in the browser to the slider."""
+        level = len(prefix)
+        if level == len(self.sliders):
+            self.results[prefix] = widgets.HTML(NOT_COMPUTED)
+            return self.results[prefix]
+        slider = self.sliders[level]
+        children = [self._nested_stacks(prefix + (i,)) for i in range(len(slider.options))]
+        stack = widgets.Stack(children, selected_index=slider.index)
+        widgets.jslink((slider, "index"), (stack, "selected_index"))
+        return stack
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # -- settings and results -------------------------------------------------------------
+    def index(self) -> tuple[int, ...]:
+        """The sliders' current positions."""
+        return tuple(slider.index for slider in self.sliders)
+
+    def settings(self, index: tuple[int, ...] | None = None) -> dict:
+        """The settings at slider positions ``index`` (default: where the sliders are)."""
+        index = self.index() if index is None else index
+        return {name: values[i] for (name, values), i in zip(self.options.items(), index)}
+
+    def describe(self, index: tuple[int, ...]) -> str:
+        """``'lr 0.3, epochs 4'``: the settings at ``index`` as text."""
+        return ", ".join(f"{name} {_label(value)}" for name, value in self.settings(index).items())
+
+    def show_result(self, index: tuple[int, ...], result) -> None:
+        """Store ``result`` (HTML or a Figure) as what the sliders show at positions ``index``."""
+        self.results[index].value = figure_html(result) if isinstance(result, Figure) else str(result)
+        self.computed.add(index)
+
+    def compute(self, index: tuple[int, ...], progress: Callable) -> None:
+        """Run the experiment for the settings at ``index`` and show its result there."""
+        self.show_result(index, self.experiment(progress, **self.settings(index)))
+
+    def targets(self) -> list[tuple[int, ...]]:
+        """The positions `precompute` runs the experiment for: every combination."""
+        return list(itertools.product(*(range(len(values)) for values in self.options.values())))
+
+    # -- computing: all at once, or one setting live ---------------------------------------
+    def show(self, precompute: bool = True) -> None:
+        """Display the explorer (in Jupyter), then compute every setting that has no result yet."""
+        if in_jupyter():
+            from IPython.display import display
+
+            display(self)
+        if precompute:
+            self.precompute()
+
+    def precompute(self) -> None:
+        """Compute, in this thread, every target without a result: what the website shows."""
+        todo = [index for index in self.targets() if index not in self.computed]
+        start = time.perf_counter()
+        for n, index in enumerate(todo):
+            def progress(fraction, text="", n=n, index=index):  # overall progress over all targets
+                self._report((n + fraction) / len(todo), f"{n + 1}/{len(todo)}: {self.describe(index)} {text}")
+
+            self.compute(index, progress)
+        self.progress.value = 1.0
+        self.status.value = (
+            f"{len(self.computed)} results computed in {time.perf_counter() - start:.0f} s. Move the "
+            "sliders to compare them; Run computes the chosen settings again (needs a running kernel)."
+        )
+        if not in_jupyter():
+            print(self.status.value)
+
+    def run(self, index: tuple[int, ...] | None = None) -> threading.Thread:
+        """Compute the settings at ``index`` (default: the sliders') again, in a background thread."""
+        self.cancel(wait=True)
+        self._stop = stop = threading.Event()
+        index = self.index() if index is None else index
+        self._thread = threading.Thread(target=self._run_live, args=(index, stop), daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def cancel(self, wait: bool = False) -> None:
+        """Stop a live run at its next progress report (and wait for it to stop, if ``wait``)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._stop.set()
+        if wait and self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run_soon(self, delay: float) -> None:
+        """Debounce: run once the sliders have rested for ``delay`` seconds, if nothing is shown."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.index() not in self.computed:
+            self._timer = threading.Timer(delay, self.run)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _run_live(self, index: tuple[int, ...], stop: threading.Event) -> None:
+        name = self.describe(index)
+        self.run_button.disabled, self.cancel_button.disabled = True, False
+        self.progress.value = 0.0
+        start = time.perf_counter()
+
+        def progress(fraction, text=""):
+            if stop.is_set():
+                raise ExperimentCancelled(name)
+            self._report(fraction, f"{name}: {text}")
+
+        try:
+            self.compute(index, progress)
+        except ExperimentCancelled:
+            self.status.value = f"Cancelled: {html.escape(name)}."
+        except Exception as err:  # a thread's exception would vanish: show it and keep it
+            self.last_error = err
+            self.status.value = f"<b>Failed</b> ({html.escape(name)}): {html.escape(f'{type(err).__name__}: {err}')}"
+        else:
+            self.progress.value = 1.0
+            self.status.value = f"{html.escape(name)}: computed live in {time.perf_counter() - start:.1f} s."
+        finally:
+            self.run_button.disabled, self.cancel_button.disabled = False, True
+
+    def _report(self, fraction: float, text: str) -> None:
+        # Widget updates are messages to the browser: send at most ten a second.
+        now = time.perf_counter()
+        if fraction >= 1 or now - self._last_report >= 0.1:
+            self._last_report = now
+            self.progress.value = min(max(float(fraction), 0.0), 1.0)
+            self.status.value = html.escape(text.strip())
