@@ -25,6 +25,7 @@ from cnnbook.data import (
     load_data_fashion_mnist_classic,
 )
 from cnnbook.datafiles import CorruptDatasetError, DatasetNotFoundError, read_cifar10, read_fashion_mnist
+from cnnbook.explorers import ConvExplorer, TrainingExplorer
 from cnnbook.history import History
 from cnnbook.inspect import ShapeMismatchError, layer_table
 from cnnbook.loader import Augment, DeviceLoader

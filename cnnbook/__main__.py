@@ -4,6 +4,8 @@ Commands:
   data       where each dataset was found, or how to get it
   execute    run chapters top to bottom in a fresh kernel and store their outputs
   bench      the speed benchmark (cnnbook's loop against a d2l-style loop)
+  assign     student copies of chapters: solutions and hidden tests removed
+  grade      run submitted notebooks, each in its own kernel, and write a grade report
 """
 
 from __future__ import annotations
@@ -55,6 +57,27 @@ def _command_bench(args) -> int:
     return bench_main(args)
 
 
+def _command_assign(args) -> int:
+    from cnnbook.assign import assign
+
+    assign([Path(p) for p in args.sources], Path(args.out))
+    return 0
+
+
+def _command_grade(args) -> int:
+    from cnnbook.grade import Limits, grade
+
+    sources = [Path(p) for p in args.source]
+    sources = [n for p in sources for n in (sorted(p.glob("*.ipynb")) if p.is_dir() else [p])]
+    if not sources:
+        print(f"no source notebooks in {', '.join(args.source)}", file=sys.stderr)
+        return 2
+    limits = Limits(args.cell_timeout, args.time_limit, args.profile, args.jobs)
+    grade(Path(args.submissions), sources, Path(args.out), limits, keep_executed=args.keep_executed)
+    print((Path(args.out) / "summary.md").read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m cnnbook``."""
     parser = argparse.ArgumentParser(prog="python -m cnnbook", description=__doc__,
@@ -80,6 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
         bench = commands.add_parser("bench", help="cnnbook's training loop against a d2l-style loop")
         add_arguments(bench)
         bench.set_defaults(run=_command_bench)
+
+    assign = commands.add_parser("assign", help="student copies: solutions and hidden tests removed")
+    assign.add_argument("sources", nargs="+", help="the chapters (.ipynb) to hand out")
+    assign.add_argument("--out", required=True, help="folder for the student notebooks")
+    assign.set_defaults(run=_command_assign)
+
+    grade = commands.add_parser("grade", help="run submitted notebooks and write grades.csv and summary.md")
+    grade.add_argument("submissions", help="a folder per student holding their notebooks (or STUDENT.ipynb)")
+    grade.add_argument("--out", required=True, help="folder for grades.csv and summary.md")
+    chapters = Path(__file__).resolve().parent.parent / "chapters"
+    grade.add_argument("--source", nargs="+", default=[str(chapters)],
+                       help="the instructor's notebooks, or folders of them (default: the book's chapters)")
+    grade.add_argument("--cell-timeout", type=int, default=300, help="seconds per cell (default 300)")
+    grade.add_argument("--time-limit", type=int, default=1800, help="seconds per notebook (default 1800)")
+    grade.add_argument("--profile", default="quick", choices=["quick", "full"], help="default: quick")
+    grade.add_argument("--jobs", type=int, default=1, help="notebooks graded side by side (default 1)")
+    grade.add_argument("--keep-executed", action="store_true", help="keep executed notebooks in OUT/executed")
+    grade.set_defaults(run=_command_grade)
     return parser
 
 

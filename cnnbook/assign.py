@@ -134,6 +134,8 @@ def assign(sources: list[Path], out: Path) -> list[Path]:
         written.append(target)
         solutions = sum(is_solution(c) for c in nb.cells)
         tests = sum(is_autograded(c) for c in nb.cells)
-        print(f"{target}: {solutions} solutions removed, {tests} grade cells "
-              f"({sum(HIDDEN_TESTS_REGION[0] in c.source for c in nb.cells)} with hidden tests)")
+        print(
+            f"{target}: {solutions} solutions removed, {tests} grade cells "
+            f"({sum(HIDDEN_TESTS_REGION[0] in c.source for c in nb.cells)} with hidden tests)"
+        )
     return written

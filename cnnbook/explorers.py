@@ -21,33 +21,38 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
-from cnnbook.config import try_gpu
+from cnnbook.config import active_profile, try_gpu
 from cnnbook.data import balanced_subset
 from cnnbook.history import History
 from cnnbook.loader import DeviceLoader
 from cnnbook.plot import draw_history
+from cnnbook.progress import in_jupyter
 from cnnbook.train import accuracy, evaluate_accuracy, init_xavier
 from cnnbook.widgets import Explorer, figure_html, png_html
 
 
 class TrainingExplorer(Explorer):
-    """Train ``make_net(**settings)`` briefly for each setting of the sliders; show the curves.
+    """Train ``make_net(**settings)`` for each setting of the sliders; show the curves per epoch.
 
-    The experiment is short on purpose: a fixed class-balanced subset of ``train_examples``
-    training and ``test_examples`` test images, plain SGD with a constant learning rate and
-    a fixed seed, so every setting sees the same data in the same order. Each setting is
-    trained once for the largest number of ``epochs``; the result after fewer epochs is the
-    start of that same run (it is what a shorter run with the same seed computes).
+    Every setting trains with plain SGD at a constant learning rate from the same seed, on
+    the same data in the same order. It trains once for the largest number of ``epochs``; the
+    result after fewer epochs is the start of that run (what a shorter run computes).
+
+    Under the full profile `show` trains every setting (that is what the website shows).
+    Under the quick profile it trains none and says so: press Run to train the chosen one,
+    with the quick profile's epoch cap, as `cnnbook.train` would.
 
     make_net: builds the model from the slider settings other than ``lr`` and ``epochs``.
     lr: one learning rate, or a list of them for a slider.
-    epochs: the largest number of epochs (slider 1, 2, ..., epochs), or the list to offer.
+    epochs: the largest number of epochs (the slider offers 1, 2, ..., epochs), or a list.
+    train_examples, test_examples: use a fixed class-balanced subset of this many examples
+        (default: all the loaders hold) for a shorter experiment.
     **sliders: further settings for ``make_net``, e.g. ``dropout=[0.0, 0.2, 0.5]``.
 
     Example::
 
         explorer = TrainingExplorer(lenet, train_iter, test_iter, lr=[0.1, 0.3, 0.9], epochs=10)
-        explorer.show()  # trains 3 runs of 10 epochs, then the sliders switch between them
+        explorer.show()  # full profile: 3 runs of 10 epochs, then the sliders switch between them
     """
 
     def __init__(
@@ -58,9 +63,8 @@ class TrainingExplorer(Explorer):
         *,
         lr: float | Sequence[float],
         epochs: int | Sequence[int],
-        batch_size: int = 64,
-        train_examples: int = 5000,
-        test_examples: int = 2000,
+        train_examples: int | None = None,
+        test_examples: int | None = None,
         device: torch.device | str | None = None,
         seed: int = 0,
         title: str = "",
@@ -75,19 +79,29 @@ class TrainingExplorer(Explorer):
         epochs = list(range(1, epochs + 1)) if isinstance(epochs, int) else sorted(epochs)
         if not epochs or epochs[0] < 1:
             raise ValueError(f"epochs must be positive numbers of epochs, got {epochs}.")
-        self.make_net, self.batch_size, self.seed = make_net, batch_size, seed
+        self.make_net, self.batch_size, self.seed = make_net, train_iter.batch_size, seed
         self.device = torch.device(device) if device is not None else try_gpu()
         self.fixed_lr = None if isinstance(lr, Sequence) else float(lr)
         if self.fixed_lr is None:
             sliders["lr"] = list(lr)
         sliders["epochs"] = epochs
         self.train_data = _subset(train_iter, train_examples, seed)
-        self.test_iter = DeviceLoader(*_subset(test_iter, test_examples, seed), 500, resize=test_iter.resize,
-                                      mean=test_iter.mean, std=test_iter.std).to(self.device)
-        self.loader_options = {"resize": train_iter.resize, "mean": train_iter.mean, "std": train_iter.std,
-                               "augment": train_iter.augment}
-        self.live_runs, self.current_seed = 0, seed
-        size = f"{len(self.train_data[1]):,} training images, batches of {batch_size}"
+        self.test_iter = DeviceLoader(
+            *_subset(test_iter, test_examples, seed),
+            test_iter.batch_size,
+            resize=test_iter.resize,
+            mean=test_iter.mean,
+            std=test_iter.std,
+        )
+        self.test_iter = self.test_iter.to(self.device)
+        self.loader_options = {
+            "resize": train_iter.resize,
+            "mean": train_iter.mean,
+            "std": train_iter.std,
+            "augment": train_iter.augment,
+        }
+        self.live_runs, self.current_seed, self.draw_while_training = 0, seed, True
+        size = f"{len(self.train_data[1]):,} training images, batches of {self.batch_size}, SGD"
         super().__init__(None, sliders, title=f"{title} ({size})" if title else size)
 
     def targets(self) -> list[tuple[int, ...]]:
@@ -96,31 +110,41 @@ class TrainingExplorer(Explorer):
         return [index for index in super().targets() if index[-1] == last]
 
     def precompute(self) -> None:
-        """Train every setting with the explorer's seed (what the website shows)."""
-        self.current_seed = self.seed
+        """Full profile: train every setting with the explorer's seed. Quick: say how to run one."""
+        profile = active_profile()
+        if profile.epochs is not None:
+            self.status.value = message = (
+                f"{profile.name} profile: nothing trained in advance; press Run to train the chosen "
+                f"settings (at most {profile.epochs} epochs). The website shows them all from a full run."
+            )
+            if not in_jupyter():
+                print(message)
+            return
+        self.current_seed, self.draw_while_training = self.seed, False
         super().precompute()
 
     def run(self, index=None):
         """Train the chosen settings again, live, with the next seed (to see the run-to-run spread)."""
         self.live_runs += 1
-        self.current_seed = self.seed + self.live_runs
+        self.current_seed, self.draw_while_training = self.seed + self.live_runs, True
         return super().run(index)
 
     def compute(self, index: tuple[int, ...], progress: Callable) -> None:
         """Train the settings at ``index``; show the curves after every epoch up to its count."""
         settings = self.settings(index)
-        num_epochs, lr = settings.pop("epochs"), settings.pop("lr", self.fixed_lr)
+        chosen, lr = settings.pop("epochs"), settings.pop("lr", self.fixed_lr)
+        planned = active_profile().cap_epochs(chosen)
         seed = self.current_seed
-        positions = {e: i for i, e in enumerate(self.options["epochs"])}
 
         def after_epoch(history: History, diverged: bool) -> None:
             done = len(history.epochs)
-            for e, i in positions.items():
-                # the result after e epochs; the chosen count drawn in place while it trains
-                if e == done or (diverged and e > done) or (e == num_epochs and done < num_epochs):
-                    self.show_result(index[:-1] + (i,), self._render(settings, lr, history, e, seed, diverged))
+            for i, e in enumerate(self.options["epochs"]):
+                # every epoch count this run has reached, and the chosen one, drawn in place as it trains
+                if e == done or (diverged and e > done) or (e == chosen and self.draw_while_training):
+                    result = self._render(settings, lr, history, e, planned, seed, diverged)
+                    self.show_result(index[:-1] + (i,), result)
 
-        self._train(settings, lr, num_epochs, seed, progress, after_epoch)
+        self._train(settings, lr, planned, seed, progress, after_epoch)
 
     def _train(self, settings, lr, num_epochs, seed, progress, after_epoch) -> History:
         """A plain loop (chapter 3's five steps) that reports every batch and draws every epoch."""
@@ -131,8 +155,9 @@ class TrainingExplorer(Explorer):
         optimizer = torch.optim.SGD(net.parameters(), lr=lr)
         loss_fn = nn.CrossEntropyLoss()
         images, labels = self.train_data
-        train_iter = DeviceLoader(images, labels, self.batch_size, shuffle=True, seed=seed,
-                                  **self.loader_options).to(self.device)
+        train_iter = DeviceLoader(
+            images, labels, self.batch_size, shuffle=True, seed=seed, **self.loader_options
+        ).to(self.device)
         history, batches = History(), len(train_iter)
         for epoch in range(num_epochs):
             start = time.perf_counter()
@@ -147,7 +172,8 @@ class TrainingExplorer(Explorer):
                 optimizer.step()
                 loss_sum += loss.detach() * len(y)
                 correct += accuracy(y_hat, y)
-                progress((epoch * batches + batch + 1) / (num_epochs * batches), f"epoch {epoch + 1}/{num_epochs}")
+                done = (epoch * batches + batch + 1) / (num_epochs * batches)
+                progress(done, f"epoch {epoch + 1}/{num_epochs}")
             mean_loss = loss_sum.item() / len(labels)
             if not math.isfinite(mean_loss):
                 after_epoch(history, diverged=True)
@@ -158,27 +184,38 @@ class TrainingExplorer(Explorer):
             after_epoch(history, diverged=False)
         return history
 
-    def _render(self, settings: dict, lr: float, history: History, epochs: int, seed: int, diverged: bool) -> str:
+    def _render(self, settings, lr, history: History, epochs: int, planned: int, seed: int, diverged) -> str:
+        """HTML for the result after ``epochs`` epochs of a run planned for ``planned`` epochs."""
         shown = History(**{k: v[:epochs] if isinstance(v, list) else v for k, v in history.to_dict().items()})
-        name = ", ".join([f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items()]
-                         + [f"lr {lr:g}"])
+        done = len(shown.epochs)
+        name = ", ".join([f"{k} {_text(v)}" for k, v in settings.items()] + [f"lr {lr:g}"])
         fig = Figure(figsize=(5.2, 2.9), layout="constrained")
         ax = fig.add_subplot()
         ax.set_ylim(0, 2.5)
-        if shown.epochs:
+        if done:
             draw_history(shown, ax, num_epochs=self.options["epochs"][-1])
-        ax.set_title(f"{name}: {len(shown.epochs)} of {epochs} epochs (seed {seed})", fontsize=10)
+        ax.set_title(f"{name}, {epochs} epochs (seed {seed})", fontsize=10)
         if diverged and len(history.epochs) < epochs:
-            text = f"The loss became NaN or infinite in epoch {len(history.epochs) + 1}: lr {lr:g} is too high."
-        elif len(shown.epochs) < epochs:
-            text = f"training... {len(shown.epochs)} of {epochs} epochs done"
+            bad = len(history.epochs) + 1
+            text = f"the loss became NaN or infinite in epoch {bad}: lr {lr:g} is too high"
+        elif done < min(epochs, planned):
+            text = f"training... {done} of {min(epochs, planned)} epochs done"
         else:
-            text = f"after {epochs} epochs: " + shown.epoch_line(-1).split(": ", 1)[1].rsplit(" (", 1)[0]
+            scores = shown.epoch_line(-1).split(": ", 1)[1].rsplit(" (", 1)[0]
+            text = f"after {done} epoch{'s' if done > 1 else ''}: {scores} (seed {seed})"
+            if done < epochs:
+                text = f"{active_profile().name} profile: trained {done} of {epochs} epochs; {text}"
         return f"{figure_html(fig)}<br><code>{html.escape(text)}</code>"
 
 
-def _subset(loader: DeviceLoader, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _subset(loader: DeviceLoader, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The uint8 images and labels of a fixed class-balanced subset of ``n`` of a loader's examples."""
+    if n is None or n >= loader.num_examples:
+        return loader.images, loader.labels
     idx = torch.from_numpy(balanced_subset(loader.labels.cpu().numpy(), n, seed=seed))
     return loader.images[idx.to(loader.images.device)], loader.labels[idx.to(loader.labels.device)]
 
@@ -201,16 +238,30 @@ class ConvExplorer(Explorer):
     Every combination is computed at once (a fraction of a second), so there is no Run button.
     """
 
-    def __init__(self, image: torch.Tensor, kernel_size=(1, 3, 5, 7), stride=(1, 2, 3), padding=(0, 1, 2, 3),
-                 scale: int = 4, title: str = "A convolution on a real image"):
+    def __init__(
+        self,
+        image: torch.Tensor,
+        kernel_size=(1, 3, 5, 7),
+        stride=(1, 2, 3),
+        padding=(0, 1, 2, 3),
+        scale: int = 4,
+        title: str = "A convolution on a real image",
+    ):
         image = torch.as_tensor(image, dtype=torch.float32).detach().cpu()
         if image.ndim == 3 and image.shape[0] == 1:
             image = image[0]
         if image.ndim != 2:
-            raise ValueError(f"ConvExplorer wants one grayscale image (H, W) or (1, H, W); got {tuple(image.shape)}.")
+            raise ValueError(
+                f"ConvExplorer wants one grayscale image, (H, W) or (1, H, W); got {tuple(image.shape)}."
+            )
         self.image, self.scale = image, scale
-        super().__init__(self.convolve, {"kernel_size": kernel_size, "stride": stride, "padding": padding},
-                         title=title, live=False)
+        super().__init__(
+            self.convolve,
+            {"kernel_size": kernel_size, "stride": stride, "padding": padding},
+            start={"kernel_size": 3, "padding": 1} if 3 in kernel_size and 1 in padding else None,
+            title=title,
+            live=False,
+        )
 
     def convolve(self, progress, kernel_size: int, stride: int, padding: int) -> str:
         """HTML: the formula for the output size, PyTorch's answer, the padded input and three maps."""
@@ -220,7 +271,7 @@ class ConvExplorer(Explorer):
         padded = F.pad(self.image, (p, p, p, p), value=float("nan"))  # NaN marks the padding
         figures = [(f"input {n}x{n}, padded to {n + 2 * p}x{n + 2 * p}", padded)] + [
             (f"{name} {m.shape[-2]}x{m.shape[-1]}", m)
-            for name, m in zip(("vertical edges", "horizontal edges", "blur"), maps)
+            for name, m in zip(("vertical edges", "horizontal edges", "blur"), maps, strict=True)
         ]
         cells = "".join(
             f'<figure style="display:inline-block;margin:4px 10px 4px 0;vertical-align:top">'
@@ -229,7 +280,8 @@ class ConvExplorer(Explorer):
             for caption, m in figures
         )
         return (
-            f"<div>output size = &lfloor;({n} + 2&middot;{p} &minus; {k}) / {s}&rfloor; + 1 = <b>{formula}</b>; "
+            f"<div>output size = &lfloor;({n} + 2&middot;{p} &minus; {k}) / {s}&rfloor; + 1 "
+            f"= <b>{formula}</b>; "
             f"PyTorch's output: <code>{tuple(maps.shape)}</code> "
             f"(3 maps of {maps.shape[-2]}x{maps.shape[-1]})</div>{cells}"
         )

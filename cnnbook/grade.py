@@ -97,8 +97,9 @@ def restore_grade_cells(submission, source):
     return nb
 
 
-def grade_notebook(path: Path | None, source, student: str, notebook: str, limits: Limits,
-                   executed_dir: Path | None = None) -> list[ExerciseResult]:
+def grade_notebook(
+    path: Path | None, source, student: str, notebook: str, limits: Limits, executed_dir: Path | None = None
+) -> list[ExerciseResult]:
     """Grade one submission (``path`` None: not submitted) against the instructor's ``source``."""
     graded = [cell for cell in source.cells if is_graded(cell)]
 
@@ -108,13 +109,25 @@ def grade_notebook(path: Path | None, source, student: str, notebook: str, limit
             meta = nbgrader_metadata(cell)
             maximum = float(meta.get("points", 0))
             if not is_autograded(cell):
-                out.append(ExerciseResult(student, notebook, meta["grade_id"], None, maximum, "manual",
-                                          "a written answer: grade it by hand"))
+                out.append(
+                    ExerciseResult(
+                        student,
+                        notebook,
+                        meta["grade_id"],
+                        None,
+                        maximum,
+                        "manual",
+                        "a written answer: grade it by hand",
+                    )
+                )
                 continue
             passed, reason = outcome(meta["grade_id"])
             status = "passed" if passed else ("failed" if passed is False else "not run")
-            out.append(ExerciseResult(student, notebook, meta["grade_id"], maximum if passed else 0.0,
-                                      maximum, status, reason))
+            out.append(
+                ExerciseResult(
+                    student, notebook, meta["grade_id"], maximum if passed else 0.0, maximum, status, reason
+                )
+            )
         return out
 
     if path is None:
@@ -123,7 +136,8 @@ def grade_notebook(path: Path | None, source, student: str, notebook: str, limit
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
     except Exception as err:  # anything unreadable scores zero, with the reason
-        return results(lambda _: (None, f"not a notebook: {type(err).__name__}: {str(err)[:200]}"))
+        reason = f"not a notebook: {type(err).__name__}: {str(err)[:200]}"
+        return results(lambda _: (None, reason))
     nb = restore_grade_cells(nb, source)
     index_of = {nbgrader_metadata(c)["grade_id"]: i for i, c in enumerate(nb.cells) if is_autograded(c)}
     with tempfile.TemporaryDirectory(prefix="cnnbook-grade-", ignore_cleanup_errors=True) as tmp:
@@ -168,9 +182,16 @@ def _run_worker(notebook: Path, tmp: Path, limits: Limits, executed_dir: Path | 
     if executed_dir is not None:
         command.append(str(executed_dir / f"{notebook.parent.parent.name}-{notebook.name}"))
     with open(tmp / "worker.log", "w") as log:
-        worker = subprocess.Popen(command, cwd=notebook.parent, env=_worker_env(notebook.parent, tmp, limits),
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
-                                  start_new_session=True)
+        worker = subprocess.Popen(
+            command,
+            cwd=notebook.parent,
+            env=_worker_env(notebook.parent, tmp, limits),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
         records: list[dict] = []
         reader = threading.Thread(target=_read_records, args=(worker.stdout, records), daemon=True)
         reader.start()
@@ -195,7 +216,7 @@ def _run_worker(notebook: Path, tmp: Path, limits: Limits, executed_dir: Path | 
 def _read_records(stream, records: list) -> None:
     for line in stream:
         if line.startswith(RECORD):
-            records.append(json.loads(line[len(RECORD):]))
+            records.append(json.loads(line[len(RECORD) :]))
 
 
 def _kill_group(pid: int) -> None:
@@ -250,18 +271,28 @@ def find_submissions(folder: Path, sources: dict) -> tuple[list[tuple[str, str, 
         if entry.is_dir():
             submitted = {p.name: p for p in entry.glob("*.ipynb")}
             found += [(entry.name, name, submitted.get(name)) for name in sources]
-            notes += [f"ignored {entry.name}/{name}: no source notebook of that name" for name in submitted
-                      if name not in sources]
+            notes += [
+                f"ignored {entry.name}/{name}: no source notebook of that name"
+                for name in submitted
+                if name not in sources
+            ]
         elif entry.suffix == ".ipynb" and len(sources) == 1:
             found.append((entry.stem, next(iter(sources)), entry))
         else:
-            notes.append(f"ignored {entry.name}: expected a folder per student" +
-                         (" or STUDENT.ipynb" if len(sources) == 1 else ""))
+            notes.append(
+                f"ignored {entry.name}: expected a folder per student"
+                + (" or STUDENT.ipynb" if len(sources) == 1 else "")
+            )
     return found, notes
 
 
-def grade(submissions: Path, source_paths: list[Path], out: Path, limits: Limits = Limits(),
-          keep_executed: bool = False) -> list[ExerciseResult]:
+def grade(
+    submissions: Path,
+    source_paths: list[Path],
+    out: Path,
+    limits: Limits = Limits(),
+    keep_executed: bool = False,
+) -> list[ExerciseResult]:
     """Grade every submission in ``submissions``; write ``out/grades.csv`` and ``out/summary.md``."""
     sources = {p.name: nbformat.read(p, as_version=4) for p in source_paths}
     todo, notes = find_submissions(submissions, sources)
@@ -278,18 +309,30 @@ def grade(submissions: Path, source_paths: list[Path], out: Path, limits: Limits
             rows = grade_notebook(path, sources[name], student, name, limits, executed_dir)
         except Exception as err:  # one broken submission never stops the others
             rows = grade_notebook(None, sources[name], student, name, limits)
-            rows = [ExerciseResult(**{**asdict(r), "reason": f"grading failed: {type(err).__name__}: {err}"})
-                    for r in rows]
-        print(f"graded {student}/{name} in {time.perf_counter() - began:.0f} s: "
-              f"{sum(r.points or 0 for r in rows):g}/{sum(r.max_points for r in rows if r.status != 'manual'):g}",
-              flush=True)
+            rows = [
+                ExerciseResult(**{**asdict(r), "reason": f"grading failed: {type(err).__name__}: {err}"})
+                for r in rows
+            ]
+        scored, possible = (
+            sum(r.points or 0 for r in rows),
+            sum(r.max_points for r in rows if r.status != "manual"),
+        )
+        print(
+            f"graded {student}/{name} in {time.perf_counter() - began:.0f} s: {scored:g}/{possible:g}",
+            flush=True,
+        )
         return rows
 
     with ThreadPoolExecutor(max_workers=max(1, limits.jobs)) as pool:
         results = [row for rows in pool.map(one, todo) for row in rows]
     seconds = time.perf_counter() - start
-    write_report(results, out, notes, f"{len(todo)} notebooks graded in {seconds:.0f} s "
-                 f"({limits.profile} profile, {limits.jobs} at a time, {os.cpu_count()} CPU cores)")
+    write_report(
+        results,
+        out,
+        notes,
+        f"{len(todo)} notebooks graded in {seconds:.0f} s "
+        f"({limits.profile} profile, {limits.jobs} at a time, {os.cpu_count()} CPU cores)",
+    )
     return results
 
 
@@ -305,12 +348,19 @@ def write_report(results: list[ExerciseResult], out: Path, notes: list[str], foo
         exercises = list(dict.fromkeys(r.exercise for r in rows))
         maxima = {r.exercise: r.max_points for r in rows}
         auto = [e for e in exercises if any(r.exercise == e and r.status != "manual" for r in rows)]
-        lines += [f"## {notebook}", "", "| student | " + " | ".join(f"{e} ({maxima[e]:g})" for e in exercises)
-                  + f" | total ({sum(maxima[e] for e in auto):g}) |", "|---" * (len(exercises) + 2) + "|"]
+        lines += [
+            f"## {notebook}",
+            "",
+            "| student | "
+            + " | ".join(f"{e} ({maxima[e]:g})" for e in exercises)
+            + f" | total ({sum(maxima[e] for e in auto):g}) |",
+            "|---" * (len(exercises) + 2) + "|",
+        ]
         for student in dict.fromkeys(r.student for r in rows):
             mine = {r.exercise: r for r in rows if r.student == student}
             cells = ["by hand" if mine[e].status == "manual" else f"{mine[e].points:g}" for e in exercises]
-            lines.append(f"| {student} | " + " | ".join(cells) + f" | {sum(r.points or 0 for r in mine.values()):g} |")
+            total = sum(r.points or 0 for r in mine.values())
+            lines.append(f"| {student} | " + " | ".join(cells) + f" | {total:g} |")
         problems = [r for r in rows if r.status in ("failed", "not run")]
         if problems:
             lines += ["", "Why points were lost:", ""]

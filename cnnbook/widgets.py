@@ -72,6 +72,7 @@ class Explorer:
         updates the progress bar and raises `ExperimentCancelled` after Cancel was pressed.
         ``None`` for a subclass that overrides `compute` instead.
     sliders: slider name -> the values it offers, e.g. ``{"lr": [0.1, 0.3, 0.9]}``.
+    start: slider name -> the value it starts at (default: each slider's first value).
     live: show Run, Cancel and a progress bar (a cheap experiment may go without them).
     run_on_change: with a kernel, also run (after ``debounce`` seconds without further moves)
         when a slider stops on settings that have no result yet.
@@ -83,6 +84,7 @@ class Explorer:
         sliders: dict[str, Sequence],
         *,
         title: str = "",
+        start: dict | None = None,
         live: bool = True,
         run_on_change: bool = False,
         debounce: float = 0.5,
@@ -101,11 +103,18 @@ class Explorer:
             )
             for name, values in self.options.items()
         ]  # fmt: skip
+        for slider in self.sliders:
+            if start and slider.description in start:
+                slider.value = start[slider.description]
+        self.live = live
         self.results: dict[tuple[int, ...], widgets.HTML] = {}  # slider positions -> result
         self.computed: set[tuple[int, ...]] = set()
+        self.links: list[widgets.Link] = []  # slider -> Stack, run by the browser
         self.results_view = self._nested_stacks(())
-        self.run_button = widgets.Button(description="Run", icon="play", tooltip="compute these settings again")
-        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
+        self.run_button = widgets.Button(
+            description="Run", tooltip="compute the chosen settings"
+        )  # no icons: their font would be fetched from a path the static site lacks
+        self.cancel_button = widgets.Button(description="Cancel", disabled=True)
         self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0)
         self.status = widgets.HTML()
         self.run_button.on_click(lambda _: self.run())
@@ -134,7 +143,7 @@ class Explorer:
         slider = self.sliders[level]
         children = [self._nested_stacks(prefix + (i,)) for i in range(len(slider.options))]
         stack = widgets.Stack(children, selected_index=slider.index)
-        widgets.jslink((slider, "index"), (stack, "selected_index"))
+        self.links.append(widgets.jslink((slider, "index"), (stack, "selected_index")))
         return stack
 
     def _repr_mimebundle_(self, **kwargs):
@@ -148,7 +157,7 @@ class Explorer:
     def settings(self, index: tuple[int, ...] | None = None) -> dict:
         """The settings at slider positions ``index`` (default: where the sliders are)."""
         index = self.index() if index is None else index
-        return {name: values[i] for (name, values), i in zip(self.options.items(), index)}
+        return {name: values[i] for (name, values), i in zip(self.options.items(), index, strict=True)}
 
     def describe(self, index: tuple[int, ...]) -> str:
         """``'lr 0.3, epochs 4'``: the settings at ``index`` as text."""
@@ -182,14 +191,22 @@ class Explorer:
         todo = [index for index in self.targets() if index not in self.computed]
         start = time.perf_counter()
         for n, index in enumerate(todo):
+
             def progress(fraction, text="", n=n, index=index):  # overall progress over all targets
-                self._report((n + fraction) / len(todo), f"{n + 1}/{len(todo)}: {self.describe(index)} {text}")
+                self._report(
+                    (n + fraction) / len(todo), f"{n + 1}/{len(todo)} {self.describe(index)}: {text}"
+                )
 
             self.compute(index, progress)
         self.progress.value = 1.0
         self.status.value = (
-            f"{len(self.computed)} results computed in {time.perf_counter() - start:.0f} s. Move the "
-            "sliders to compare them; Run computes the chosen settings again (needs a running kernel)."
+            f"{len(self.computed)} results computed in {time.perf_counter() - start:.0f} s. "
+            + (
+                "Move the sliders to compare them; Run computes the chosen settings again "
+                "(needs a running kernel)."
+                if self.live
+                else "Move the sliders to compare them."
+            )
         )
         if not in_jupyter():
             print(self.status.value)
@@ -237,7 +254,8 @@ class Explorer:
             self.status.value = f"Cancelled: {html.escape(name)}."
         except Exception as err:  # a thread's exception would vanish: show it and keep it
             self.last_error = err
-            self.status.value = f"<b>Failed</b> ({html.escape(name)}): {html.escape(f'{type(err).__name__}: {err}')}"
+            error = html.escape(f"{type(err).__name__}: {err}")
+            self.status.value = f"<b>Failed</b> ({html.escape(name)}): {error}"
         else:
             self.progress.value = 1.0
             self.status.value = f"{html.escape(name)}: computed live in {time.perf_counter() - start:.1f} s."

@@ -1,0 +1,207 @@
+"""Exercise sliders in a real browser (headless Chromium).
+
+* On the static site: a page built by Jupyter Book with the book's own configuration, from a
+  notebook executed the way `python -m cnnbook execute` stores chapters (widget state saved).
+  No kernel runs there, yet moving a slider changes the shown result.
+* In JupyterLab, started on 127.0.0.1 with a token under the quick profile, on cells copied
+  from chapter 1: the slider cells run, a slider moves and the output changes, and Run trains
+  LeNet live with a progress bar while Cancel stops a run.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cnnbook.execute import execute_notebook
+
+from test_book import CHROMIUM_FLAGS, REPO, browser, open_page, server  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.book, pytest.mark.browser]
+CHAPTER = REPO / "chapters" / "01-lenet.ipynb"
+
+PAGE_CELLS = [
+    "import torch\nfrom torch import nn\n\nimport cnnbook\n\nX, y = next(iter(cnnbook.load_data_fashion_mnist(batch_size=8)[1]))",
+    "cnnbook.ConvExplorer(X[0]).show()",
+    'labels = torch.arange(200) % 2\nimages = (labels.view(-1, 1, 1, 1) * 200 + torch.randint(0, 50, (200, 1, 8, 8))).byte()\n'
+    "loader = cnnbook.DeviceLoader(images, labels, 20, shuffle=True)\n"
+    "net = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2))\n"
+    'cnnbook.TrainingExplorer(net, loader, loader, lr=[0.01, 0.5], epochs=3, device="cpu", title="tiny").show()',
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A one-page book with the repository's configuration, its page executed with widget state."""
+    assert (REPO / "book/_static/vendor/require.js").exists(), "run `make setup` to fetch the site's JS"
+    root = tmp_path_factory.mktemp("widget-site")
+    shutil.copy(REPO / "_config.yml", root / "_config.yml")
+    (root / "book").mkdir()
+    for folder in ("_static", "_ext"):
+        if (REPO / "book" / folder).exists():
+            (root / "book" / folder).symlink_to(REPO / "book" / folder)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: sliders\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in PAGE_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "sliders.ipynb")
+    execute_notebook(root / "sliders.ipynb", timeout=300)  # full profile (conftest), as `make outputs`
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run([str(jupyter_book), "build", str(root), "-W", "--keep-going"], capture_output=True,
+                            text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, f"the book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+    return root / "_build" / "html"
+
+
+def visible_text(page, selector: str) -> str:
+    return "\n".join(page.locator(f"{selector} >> visible=true").all_inner_texts())
+
+
+def move(page, slider_index: int, key: str = "ArrowRight") -> None:
+    """Move the n-th slider on the page one step with the keyboard, as a reader would."""
+    handle = page.locator(".widget-slider .noUi-handle").nth(slider_index)
+    handle.focus()
+    page.keyboard.press(key)
+
+
+def test_sliders_switch_stored_results_on_the_static_site(browser, server):  # noqa: F811
+    page, errors, failed = open_page(browser, f"{server}/sliders.html")
+    page.wait_for_selector(".widget-slider", timeout=30_000)
+    assert page.locator(".widget-slider").count() == 3 + 2  # kernel, stride, padding; lr, epochs
+    outputs = ".widget-html-content"
+    assert "= 28;" in visible_text(page, outputs), "the start position (3x3, padding 1) gives 28"
+    move(page, 0)  # kernel 3 -> 5 with padding 1: (28 + 2 - 5) / 1 + 1 = 26
+    page.wait_for_function("document.body.innerText.includes('+ 1 = 26')", timeout=10_000)
+    move(page, 1)  # stride 1 -> 2: floor(25 / 2) + 1 = 13
+    page.wait_for_function("document.body.innerText.includes('+ 1 = 13')", timeout=10_000)
+    assert "(3, 13, 13)" in visible_text(page, outputs)
+    before = visible_text(page, outputs)
+    assert "after 1 epoch:" in before
+    move(page, 4)  # epochs 1 -> 2 of the training explorer
+    page.wait_for_function("document.body.innerText.includes('after 2 epochs:')", timeout=10_000)
+    assert visible_text(page, outputs) != before
+    assert not errors, f"console errors: {errors}"
+    assert not failed, f"failed requests: {failed}"
+
+
+# -- JupyterLab ------------------------------------------------------------------------------
+
+
+def chapter_cells() -> list[str]:
+    """The chapter's setup, data and slider cells, and the LeNet they train, in chapter order."""
+    cells = [c for c in nbformat.read(CHAPTER, as_version=4).cells if c.cell_type == "code"]
+    tags = [c.metadata.get("tags", []) for c in cells]
+    wanted = [0]  # the setup cell
+    wanted += [i for i, c in enumerate(cells) if "load_data_fashion_mnist(" in c.source][:1]
+    wanted += [i for i, c in enumerate(cells) if c.source.startswith("# NBVAL_CHECK_OUTPUT\nX, y = ")][:1]
+    wanted += [i for i, c in enumerate(cells) if c.source.startswith("def lenet():")][:1]
+    wanted += [i for i, t in enumerate(tags) if "slider-conv" in t or "slider-lr" in t]
+    assert len(wanted) == 6, f"chapter 1 changed: expected setup, data, X, lenet and two slider cells {wanted}"
+    sources = [cells[i].source for i in sorted(wanted)]
+    return [s.replace("epochs=num_epochs", "epochs=10") for s in sources]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on a copy of the chapter's slider cells; yields (url of the notebook, token)."""
+    root = tmp_path_factory.mktemp("lab")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in chapter_cells()])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "sliders.ipynb")
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, "CNNBOOK_PROFILE": "quick", "HOME": str(root), "JUPYTER_CONFIG_DIR": str(root / "cfg"),
+           "JUPYTER_DATA_DIR": str(root / "data"), "JUPYTER_RUNTIME_DIR": str(root / "run")}  # fmt: skip
+    command = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1",
+               f"--port={port}", f"--IdentityProvider.token={token}", "--expose-app-in-browser",
+               f"--ServerApp.root_dir={root}", "--LabApp.news_url=", "--allow-root"]  # fmt: skip
+    log = open(root / "lab.log", "w")
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                assert process.poll() is None, (root / "lab.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "JupyterLab did not start in 90 s"
+                time.sleep(0.5)
+        yield f"{base}/lab/tree/sliders.ipynb?token={token}", token
+    finally:
+        try:  # a clean shutdown also stops the kernels it started
+            request = urllib.request.Request(f"{base}/api/shutdown?token={token}", method="POST")
+            urllib.request.urlopen(request, timeout=5)
+            process.wait(timeout=20)
+        except Exception:
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+        log.close()
+
+
+def test_sliders_run_and_train_live_in_jupyterlab(browser, lab):  # noqa: F811
+    url, _ = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook", timeout=90_000)
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.commands.hasCommand('notebook:run-all-cells')",
+                           timeout=60_000)  # fmt: skip
+    page.wait_for_timeout(1000)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function("document.querySelectorAll('.jp-OutputArea .widget-slider').length >= 5",
+                           timeout=180_000)  # fmt: skip
+    outputs = ".jp-OutputArea .widget-html-content"
+
+    # The convolution sliders: move one, the output changes (3x3, padding 1 -> 5x5: 28 -> 26).
+    assert "+ 1 = 28;" in visible_text(page, outputs)
+    move(page, 0)
+    page.wait_for_function("document.body.innerText.includes('+ 1 = 26')", timeout=20_000)
+
+    # The learning-rate sliders: quick profile, nothing trained in advance; Run trains live.
+    page.wait_for_function("document.body.innerText.includes('press Run')", timeout=60_000)
+    run = page.locator("button.widget-button", has_text="Run")
+    cancel = page.locator("button.widget-button", has_text="Cancel")
+    move(page, 4)  # epochs 1 -> 2
+    run.click()
+    page.wait_for_function("document.body.innerText.includes('epoch 1/2')", timeout=60_000)
+    cancel.click()
+    page.wait_for_function("document.body.innerText.includes('Cancelled: lr 0.1, epochs 2')", timeout=60_000)
+    move(page, 4, "ArrowLeft")  # back to 1 epoch
+    run.click()
+    page.wait_for_function("document.body.innerText.includes('after 1 epoch:')", timeout=180_000)
+    shown = visible_text(page, outputs)
+    assert "lr 0.1" not in shown or "after 1 epoch:" in shown
+    assert "computed live" in page.inner_text(".jp-Notebook")
+    page.close()
+
+
+def test_the_chapter_stores_its_sliders_for_the_site():
+    """Once chapter 1 was executed (`make outputs`), its page carries the sliders' state."""
+    nb = nbformat.read(CHAPTER, as_version=4)
+    if not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"):
+        pytest.skip("chapter 1 has no stored outputs yet: run `make outputs`")
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    stacks = [m for m in state.values() if m.get("model_name") == "StackModel"]
+    assert len(stacks) >= 1 + 4 + 12, "the convolution explorer's stacks are missing from the stored state"
+    leaves = json.dumps(state)
+    assert "after 10 epochs" in leaves, "the full run should store every learning rate's 10-epoch result"
