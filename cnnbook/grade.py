@@ -108,26 +108,14 @@ def grade_notebook(
         for cell in graded:
             meta = nbgrader_metadata(cell)
             maximum = float(meta.get("points", 0))
+            row = ExerciseResult(student, notebook, meta["grade_id"], None, maximum, "manual")
             if not is_autograded(cell):
-                out.append(
-                    ExerciseResult(
-                        student,
-                        notebook,
-                        meta["grade_id"],
-                        None,
-                        maximum,
-                        "manual",
-                        "a written answer: grade it by hand",
-                    )
-                )
-                continue
-            passed, reason = outcome(meta["grade_id"])
-            status = "passed" if passed else ("failed" if passed is False else "not run")
-            out.append(
-                ExerciseResult(
-                    student, notebook, meta["grade_id"], maximum if passed else 0.0, maximum, status, reason
-                )
-            )
+                row.reason = "a written answer: grade it by hand"
+            else:  # passed: True, False (an error), or None (the cell never ran)
+                passed, row.reason = outcome(meta["grade_id"])
+                row.status = "passed" if passed else ("failed" if passed is False else "not run")
+                row.points = maximum if passed else 0.0
+            out.append(row)
         return out
 
     if path is None:
@@ -147,7 +135,8 @@ def grade_notebook(
             if sibling.is_file() and sibling.suffix != ".ipynb":
                 shutil.copy2(sibling, work / sibling.name)  # data files that came with the notebook
         nbformat.write(nb, work / notebook)
-        records, stop_reason = _run_worker(work / notebook, Path(tmp), limits, executed_dir)
+        executed = executed_dir / f"{student}-{notebook}" if executed_dir else None
+        records, stop_reason = _run_worker(work / notebook, Path(tmp), limits, executed)
 
     cells = {r["index"]: r for r in records if "index" in r}
 
@@ -176,11 +165,11 @@ def _worker_env(work: Path, tmp: Path, limits: Limits) -> dict:
     return env
 
 
-def _run_worker(notebook: Path, tmp: Path, limits: Limits, executed_dir: Path | None) -> tuple[list, str]:
+def _run_worker(notebook: Path, tmp: Path, limits: Limits, executed: Path | None) -> tuple[list, str]:
     """Run the worker on ``notebook``; returns its records and why it stopped (if it did early)."""
     command = [sys.executable, "-m", "cnnbook.grade", "--worker", str(notebook), str(limits.cell_timeout)]
-    if executed_dir is not None:
-        command.append(str(executed_dir / f"{notebook.parent.parent.name}-{notebook.name}"))
+    if executed is not None:  # where the worker saves the executed notebook, outside the copy
+        command.append(str(executed.resolve()))
     with open(tmp / "worker.log", "w") as log:
         worker = subprocess.Popen(
             command,

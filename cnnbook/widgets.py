@@ -111,9 +111,7 @@ class Explorer:
         self.computed: set[tuple[int, ...]] = set()
         self.links: list[widgets.Link] = []  # slider -> Stack, run by the browser
         self.results_view = self._nested_stacks(())
-        self.run_button = widgets.Button(
-            description="Run", tooltip="compute the chosen settings"
-        )  # no icons: their font would be fetched from a path the static site lacks
+        self.run_button = widgets.Button(description="Run", tooltip="compute the chosen settings")
         self.cancel_button = widgets.Button(description="Cancel", disabled=True)
         self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0)
         self.status = widgets.HTML()

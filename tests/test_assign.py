@@ -92,6 +92,16 @@ def test_assign_writes_student_copies_and_refuses_to_overwrite_the_source(tmp_pa
         assign([source], tmp_path)
 
 
+def test_the_command_line_makes_student_copies(tmp_path, capsys):
+    from cnnbook.__main__ import main
+
+    source = tmp_path / "ex.ipynb"
+    nbformat.write(exercise_notebook(), source)
+    assert main(["assign", str(source), "--out", str(tmp_path / "release")]) == 0
+    assert "3 solutions removed, 2 grade cells (2 with hidden tests)" in capsys.readouterr().out
+    assert (tmp_path / "release" / "ex.ipynb").is_file()
+
+
 @pytest.mark.parametrize(
     "source, message",
     [
@@ -142,7 +152,9 @@ def test_every_chapter_has_exercises_with_solutions_and_checks(path):
     nb = nbformat.read(path, as_version=4)
     student = student_notebook(nb)  # raises on inconsistent markup
     meta = [c.metadata.get("nbgrader", {}) for c in nb.cells]
-    assert any(m.get("solution") for m in meta), f"{path.name} has no solution cells (nbgrader markup)"
+    assert any(m.get("solution") for m in meta), (
+        f"{path.name} has no solution cells: mark them with nbgrader metadata (book/instructors.md)"
+    )
     assert any(m.get("grade") and not m.get("solution") for m in meta), f"{path.name} has no grade cells"
     assert not any("### BEGIN" in c.source for c in student.cells)
 
@@ -186,7 +198,9 @@ def graded(tmp_path_factory):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        results = grade(submissions, [source], root / "report", Limits(cell_timeout=5, time_limit=60))
+        results = grade(
+            submissions, [source], root / "report", Limits(cell_timeout=5, time_limit=60), keep_executed=True
+        )
     finally:
         for k, v in old.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -246,6 +260,8 @@ def test_the_report_has_a_csv_row_per_student_and_exercise_and_a_summary(graded)
     assert "| ada | 2 | 1 | by hand | 3 |" in summary, summary
     assert "| bob | 0 | 0 | by hand | 0 |" in summary
     assert "notebooks graded in" in summary
+    executed = nbformat.read(report / "executed" / "ada-ex.ipynb", as_version=4)
+    assert "### BEGIN HIDDEN TESTS" in executed.cells[2].source, "graded with the hidden tests restored"
 
 
 # -- nbgrader itself ------------------------------------------------------------------------
@@ -263,7 +279,10 @@ def test_nbgrader_generate_assignment_accepts_the_chapters_unchanged(tmp_path):
         [str(nbgrader), "generate_assignment", "book", "--force", "--create"],
         cwd=course, capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)},
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, (
+        "nbgrader refused a chapter; every solution region must sit in a cell with nbgrader metadata "
+        "(book/instructors.md, 'Writing your own exercises'):\n" + (result.stdout + result.stderr)[-3000:]
+    )
     for chapter in CHAPTERS:
         released = (course / "release" / "book" / chapter.name).read_text()
         assert "### BEGIN SOLUTION" not in released and "### BEGIN HIDDEN TESTS" not in released

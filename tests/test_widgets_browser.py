@@ -22,21 +22,23 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_book import REPO, browser, open_page, server  # noqa: F401 (the book tests' fixtures)
 
 from cnnbook.execute import execute_notebook
-
-from test_book import CHROMIUM_FLAGS, REPO, browser, open_page, server  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 CHAPTER = REPO / "chapters" / "01-lenet.ipynb"
 
 PAGE_CELLS = [
-    "import torch\nfrom torch import nn\n\nimport cnnbook\n\nX, y = next(iter(cnnbook.load_data_fashion_mnist(batch_size=8)[1]))",
+    "import torch\nfrom torch import nn\n\nimport cnnbook\n\n"
+    "X, y = next(iter(cnnbook.load_data_fashion_mnist(batch_size=8)[1]))",
     "cnnbook.ConvExplorer(X[0]).show()",
-    'labels = torch.arange(200) % 2\nimages = (labels.view(-1, 1, 1, 1) * 200 + torch.randint(0, 50, (200, 1, 8, 8))).byte()\n'
+    "labels = torch.arange(200) % 2\n"
+    "images = (labels.view(-1, 1, 1, 1) * 200 + torch.randint(0, 50, (200, 1, 8, 8))).byte()\n"
     "loader = cnnbook.DeviceLoader(images, labels, 20, shuffle=True)\n"
     "net = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2))\n"
-    'cnnbook.TrainingExplorer(net, loader, loader, lr=[0.01, 0.5], epochs=3, device="cpu", title="tiny").show()',
+    'explorer = cnnbook.TrainingExplorer(net, loader, loader, lr=[0.01, 0.5], epochs=3, device="cpu")\n'
+    "explorer.show()",
 ]  # fmt: skip
 
 
@@ -54,10 +56,15 @@ def site(tmp_path_factory):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in PAGE_CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "sliders.ipynb")
-    execute_notebook(root / "sliders.ipynb", timeout=300)  # full profile (conftest), as `make outputs`
+    profile = os.environ.pop("CNNBOOK_PROFILE", None)
+    try:  # the full profile, as `make outputs` runs chapters: every setting precomputed
+        execute_notebook(root / "sliders.ipynb", timeout=300)
+    finally:
+        if profile is not None:
+            os.environ["CNNBOOK_PROFILE"] = profile
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    result = subprocess.run([str(jupyter_book), "build", str(root), "-W", "--keep-going"], capture_output=True,
-                            text=True, timeout=600)  # fmt: skip
+    build = [str(jupyter_book), "build", str(root), "-W", "--keep-going"]
+    result = subprocess.run(build, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"the book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
     return root / "_build" / "html"
 
@@ -105,7 +112,9 @@ def chapter_cells() -> list[str]:
     wanted += [i for i, c in enumerate(cells) if c.source.startswith("# NBVAL_CHECK_OUTPUT\nX, y = ")][:1]
     wanted += [i for i, c in enumerate(cells) if c.source.startswith("def lenet():")][:1]
     wanted += [i for i, t in enumerate(tags) if "slider-conv" in t or "slider-lr" in t]
-    assert len(wanted) == 6, f"chapter 1 changed: expected setup, data, X, lenet and two slider cells {wanted}"
+    assert len(wanted) == 6, (
+        f"chapter 1 changed: expected setup, data, X, lenet and two slider cells {wanted}"
+    )
     sources = [cells[i].source for i in sorted(wanted)]
     return [s.replace("epochs=num_epochs", "epochs=10") for s in sources]
 
@@ -124,8 +133,8 @@ def lab(tmp_path_factory):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "sliders.ipynb")
     port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "CNNBOOK_PROFILE": "quick", "HOME": str(root), "JUPYTER_CONFIG_DIR": str(root / "cfg"),
-           "JUPYTER_DATA_DIR": str(root / "data"), "JUPYTER_RUNTIME_DIR": str(root / "run")}  # fmt: skip
+    env = {**os.environ, "CNNBOOK_PROFILE": "quick", "HOME": str(root),
+           "JUPYTER_CONFIG_DIR": str(root / "cfg"), "JUPYTER_RUNTIME_DIR": str(root / "run")}  # fmt: skip
     command = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1",
                f"--port={port}", f"--IdentityProvider.token={token}", "--expose-app-in-browser",
                f"--ServerApp.root_dir={root}", "--LabApp.news_url=", "--allow-root"]  # fmt: skip
@@ -164,8 +173,8 @@ def test_sliders_run_and_train_live_in_jupyterlab(browser, lab):  # noqa: F811
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url, wait_until="domcontentloaded", timeout=60_000)
     page.wait_for_selector(".jp-Notebook", timeout=90_000)
-    page.wait_for_function("window.jupyterapp && window.jupyterapp.commands.hasCommand('notebook:run-all-cells')",
-                           timeout=60_000)  # fmt: skip
+    ready = "window.jupyterapp && window.jupyterapp.commands.hasCommand('notebook:run-all-cells')"
+    page.wait_for_function(ready, timeout=60_000)
     page.wait_for_timeout(1000)
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_function("document.querySelectorAll('.jp-OutputArea .widget-slider').length >= 5",
@@ -200,7 +209,9 @@ def test_the_chapter_stores_its_sliders_for_the_site():
     nb = nbformat.read(CHAPTER, as_version=4)
     if not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"):
         pytest.skip("chapter 1 has no stored outputs yet: run `make outputs`")
-    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    state = (
+        nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    )
     stacks = [m for m in state.values() if m.get("model_name") == "StackModel"]
     assert len(stacks) >= 1 + 4 + 12, "the convolution explorer's stacks are missing from the stored state"
     leaves = json.dumps(state)
