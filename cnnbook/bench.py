@@ -72,14 +72,27 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", choices=sorted(WORKLOADS), default="lenet")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best there is)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per loop (default 3)")
-    parser.add_argument("--train-examples", type=int, default=None,
-                        help="train on a class-balanced subset of this size (default: all)")
-    parser.add_argument("--short", action="store_true",
-                        help="a quick check that it works: 4,096 training images, 1 epoch each")
+    parser.add_argument(
+        "--train-examples",
+        type=int,
+        default=None,
+        help="train on a class-balanced subset of this size (default: all)",
+    )
+    parser.add_argument(
+        "--short",
+        action="store_true",
+        help="a quick check that it works: 4,096 training images, 1 epoch each",
+    )
     parser.add_argument("--amp", action="store_true", help="cnnbook side: bf16 autocast (CUDA)")
     parser.add_argument("--channels-last", action="store_true", help="cnnbook side: NHWC memory layout")
-    parser.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
-                        help="cnnbook side: torch.compile the model (optionally a mode, e.g. reduce-overhead)")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="MODE",
+        help="cnnbook side: torch.compile the model (optionally a mode, e.g. reduce-overhead)",
+    )
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the d2l loop (d2l: 4)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
 
@@ -159,18 +172,30 @@ def run(args) -> dict:
     reference_opt = torch.optim.SGD(reference_net.parameters(), lr=workload.lr)
     cnnbook_opt = torch.optim.SGD(cnnbook_net.parameters(), lr=workload.lr)
     d2l_train, d2l_test = d2l_loaders(train_split, test_split, workload, args.workers)
-    fast_train = DeviceLoader(torch.from_numpy(train_split.images), torch.from_numpy(train_split.labels),
-                              workload.batch_size, shuffle=True, resize=workload.resize)
-    fast_test = DeviceLoader(torch.from_numpy(test_split.images), torch.from_numpy(test_split.labels),
-                             workload.batch_size, resize=workload.resize)
+    fast_train = DeviceLoader(
+        torch.from_numpy(train_split.images),
+        torch.from_numpy(train_split.labels),
+        workload.batch_size,
+        shuffle=True,
+        resize=workload.resize,
+    )
+    fast_test = DeviceLoader(
+        torch.from_numpy(test_split.images),
+        torch.from_numpy(test_split.labels),
+        workload.batch_size,
+        resize=workload.resize,
+    )
     figure = Figure(figsize=(3.5, 2.5))
     figure.add_subplot().plot(np.arange(10), np.arange(10))
 
     reference, fast = LoopResult("d2l-style"), LoopResult("cnnbook")
     history = None
-    print(f"bench: {args.model} on Fashion-MNIST, {len(train_split.labels):,} training and "
-          f"{len(test_split.labels):,} test images, batch {workload.batch_size}, {epochs} epoch(s) per loop, "
-          f"on {device} ({device_name(device)})", flush=True)
+    print(
+        f"bench: {args.model} on Fashion-MNIST, {len(train_split.labels):,} training and "
+        f"{len(test_split.labels):,} test images, batch {workload.batch_size}, {epochs} epoch(s) per loop, "
+        f"on {device} ({device_name(device)})",
+        flush=True,
+    )
     for epoch in range(epochs):
         _sync(device)
         start = time.perf_counter()
@@ -181,14 +206,29 @@ def run(args) -> dict:
         reference.test_acc.append(acc)
 
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            history = train(cnnbook_net, fast_train, fast_test, 1, workload.lr, device, optimizer=cnnbook_opt,
-                            init=None, plot=False, history=history, amp=args.amp,
-                            channels_last=args.channels_last, compile=args.compile)
+            history = train(
+                cnnbook_net,
+                fast_train,
+                fast_test,
+                1,
+                workload.lr,
+                device,
+                optimizer=cnnbook_opt,
+                init=None,
+                plot=False,
+                history=history,
+                amp=args.amp,
+                channels_last=args.channels_last,
+                compile=args.compile,
+            )
         fast.epoch_seconds.append(history.epoch_time[-1])
         fast.train_loss.append(history.train_loss[-1])
         fast.test_acc.append(history.test_acc[-1])
-        print(f"epoch {epoch + 1}: d2l-style {reference.epoch_seconds[-1]:6.2f} s (test acc {acc:.3f}) | "
-              f"cnnbook {fast.epoch_seconds[-1]:6.2f} s (test acc {fast.test_acc[-1]:.3f})", flush=True)
+        print(
+            f"epoch {epoch + 1}: d2l-style {reference.epoch_seconds[-1]:6.2f} s (test acc {acc:.3f}) | "
+            f"cnnbook {fast.epoch_seconds[-1]:6.2f} s (test acc {fast.test_acc[-1]:.3f})",
+            flush=True,
+        )
 
     n = len(train_split.labels)
     # The first cnnbook epoch may include one-off costs (compilation, cuDNN autotuning): report
@@ -204,18 +244,24 @@ def run(args) -> dict:
         "test_examples": len(test_split.labels),
         "batch_size": workload.batch_size,
         "epochs": epochs,
-        "options": {"amp": args.amp, "channels_last": args.channels_last, "compile": args.compile,
-                    "d2l_workers": args.workers},
+        "options": {
+            "amp": args.amp,
+            "channels_last": args.channels_last,
+            "compile": args.compile,
+            "d2l_workers": args.workers,
+        },
         "d2l_style": asdict(reference) | {"examples_per_sec": ref_rate},
         "cnnbook": asdict(fast) | {"examples_per_sec": fast_rate},
         "speedup": fast_rate / ref_rate,
     }
-    print(f"d2l-style: {ref_rate:9,.0f} examples/s, epoch {n / ref_rate:6.2f} s, final test acc "
-          f"{reference.test_acc[-1]:.3f}\n"
-          f"cnnbook:   {fast_rate:9,.0f} examples/s, epoch {n / fast_rate:6.2f} s, final test acc "
-          f"{fast.test_acc[-1]:.3f}\n"
-          f"speed-up:  {results['speedup']:.2f}x (whole epochs, evaluation included"
-          f"{', epochs after the first' if epochs > 1 else ''})")
+    print(
+        f"d2l-style: {ref_rate:9,.0f} examples/s, epoch {n / ref_rate:6.2f} s, final test acc "
+        f"{reference.test_acc[-1]:.3f}\n"
+        f"cnnbook:   {fast_rate:9,.0f} examples/s, epoch {n / fast_rate:6.2f} s, final test acc "
+        f"{fast.test_acc[-1]:.3f}\n"
+        f"speed-up:  {results['speedup']:.2f}x (whole epochs, evaluation included"
+        f"{', epochs after the first' if epochs > 1 else ''})"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

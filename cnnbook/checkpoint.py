@@ -78,9 +78,7 @@ def load_checkpoint(
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise CheckpointError(
-            f"Cannot read the checkpoint {path}: {type(err).__name__}: {err}"
-        ) from None
+        raise CheckpointError(f"Cannot read the checkpoint {path}: {type(err).__name__}: {err}") from None
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         checkpoint = {"model": checkpoint}  # a bare state_dict saved with torch.save(net.state_dict())
     problems = state_dict_mismatches(model.state_dict(), checkpoint["model"])
@@ -101,8 +99,12 @@ def load_checkpoint(
 
 def state_dict_mismatches(expected: dict, found: dict, limit: int = 20) -> list[str]:
     """Readable differences between a model's state_dict and a loaded one (empty if they fit)."""
-    problems = [f"missing in the checkpoint: {k} {tuple(v.shape)}" for k, v in expected.items() if k not in found]
-    problems += [f"unexpected in the checkpoint: {k} {tuple(v.shape)}" for k, v in found.items() if k not in expected]
+    problems = [
+        f"missing in the checkpoint: {k} {tuple(v.shape)}" for k, v in expected.items() if k not in found
+    ]
+    problems += [
+        f"unexpected in the checkpoint: {k} {tuple(v.shape)}" for k, v in found.items() if k not in expected
+    ]
     problems += [
         f"shape of {k}: model has {tuple(expected[k].shape)}, checkpoint has {tuple(found[k].shape)}"
         for k in expected

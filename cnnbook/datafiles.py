@@ -69,8 +69,7 @@ def read_idx(path: Path, magic: int, shape: tuple[int, ...]) -> np.ndarray:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error, ValueError) as err:
         raise CorruptDatasetError(
-            f"Cannot read {path}: {err}. The file is truncated or corrupt; delete it and "
-            "get it again."
+            f"Cannot read {path}: {err}. The file is truncated or corrupt; delete it and get it again."
         ) from None
     ndim = len(shape)
     header = 4 + 4 * ndim
@@ -250,6 +249,7 @@ def read_cifar10(
 
 
 # ----------------------------------------------------------------------------- shared
+
 
 def _first_folder_with(places: list[Path], finder: Callable) -> Path | None:
     for place in places:

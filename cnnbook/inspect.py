@@ -72,14 +72,19 @@ class LayerTable:
             "flops": _human_count(self.total_flops),
         }
         table = [["layer", *(headers[c] for c in columns)]]
-        table.append(["input", "x".join(map(str, self.input_shape))] + [""] * (len(columns) - 1)
-                     if columns[0] == "shape" else ["input", *[""] * len(columns)])
+        table.append(
+            ["input", "x".join(map(str, self.input_shape))] + [""] * (len(columns) - 1)
+            if columns[0] == "shape"
+            else ["input", *[""] * len(columns)]
+        )
         for r in self.rows:
             table.append([f"{r.name} {r.kind}", *(cells[c](r) for c in columns)])
         table.append(["total", *(totals[c] for c in columns)])
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         lines = [
-            "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
+            )
             for row in table
         ]
         return "\n".join(lines)
@@ -111,7 +116,9 @@ def _leaf_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in net.named_modules() if not list(m.children()) and name]
 
 
-def layer_table(net: nn.Module, input_shape: tuple[int, ...], device: torch.device | str | None = None) -> LayerTable:
+def layer_table(
+    net: nn.Module, input_shape: tuple[int, ...], device: torch.device | str | None = None
+) -> LayerTable:
     """Run one random input of ``input_shape`` through ``net`` and measure every layer.
 
     Example: ``print(cnnbook.layer_table(net, (1, 1, 28, 28)))``.
@@ -127,15 +134,18 @@ def layer_table(net: nn.Module, input_shape: tuple[int, ...], device: torch.devi
 
     def record(name, module):
         def hook(_module, _inputs, output):
-            rows.append(LayerRow(
-                name=name,
-                kind=type(module).__name__,
-                output_shape=tuple(output.shape),
-                params=sum(p.numel() for p in module.parameters(recurse=False)),
-                activation_bytes=output.numel() * output.element_size(),
-                flops=counter.get_total_flops(),  # running total; see _per_layer_flops
-            ))
+            rows.append(
+                LayerRow(
+                    name=name,
+                    kind=type(module).__name__,
+                    output_shape=tuple(output.shape),
+                    params=sum(p.numel() for p in module.parameters(recurse=False)),
+                    activation_bytes=output.numel() * output.element_size(),
+                    flops=counter.get_total_flops(),  # running total; see _per_layer_flops
+                )
+            )
             last_output["shape"] = tuple(output.shape)
+
         return hook
 
     handles = [m.register_forward_hook(record(n, m)) for n, m in layers]
@@ -176,8 +186,10 @@ def fitting_sizes(net: nn.Module, input_shape: tuple[int, ...], largest: int | N
     if len(input_shape) != 4:
         return []
     largest = largest or max(256, 2 * max(input_shape[-2:]))
-    meta = {name: torch.empty_like(t, device="meta")
-            for name, t in itertools.chain(net.named_parameters(), net.named_buffers())}
+    meta = {
+        name: torch.empty_like(t, device="meta")
+        for name, t in itertools.chain(net.named_parameters(), net.named_buffers())
+    }
     was_training = net.training
     net.eval()
     fits = []
@@ -203,7 +215,9 @@ def _fitting_sizes_hint(net: nn.Module, input_shape: tuple[int, ...]) -> str:
     runs, start = [], sizes[0]  # group consecutive sizes into ranges
     for previous, current in zip(sizes, sizes[1:] + [None]):
         if current != previous + 1:
-            runs.append(f"{start}x{start}" if start == previous else f"{start}x{start} to {previous}x{previous}")
+            runs.append(
+                f"{start}x{start}" if start == previous else f"{start}x{start} to {previous}x{previous}"
+            )
             start = current
     return f"Square inputs of {', '.join(runs)} pixels fit this network.\n"
 

@@ -39,10 +39,10 @@ def test_fitting_sizes_of_alexnet_and_lenet(make_lenet):
     assert fitting_sizes(make_lenet(), (1, 1, 32, 32)) == [28, 29, 30, 31]
 
 
-def test_fitting_sizes_searches_past_twice_the_given_size_only_when_asked(make_lenet):
+def test_fitting_sizes_searches_up_to_twice_the_given_size_and_at_least_256():
     # A size-agnostic network fits everything from its smallest size up to the search limit.
-    agnostic = nn.Sequential(nn.Conv2d(1, 4, kernel_size=3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
-    assert fitting_sizes(agnostic, (1, 1, 100, 100)) == list(range(3, 201))
+    agnostic = nn.Sequential(nn.Conv2d(1, 4, kernel_size=3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert fitting_sizes(agnostic, (1, 1, 200, 200)) == list(range(3, 401))
     assert fitting_sizes(agnostic, (1, 1, 8, 8)) == list(range(3, 257))
     assert fitting_sizes(agnostic, (1, 1, 8, 8), largest=10) == list(range(3, 11))
 

@@ -18,7 +18,9 @@ from cnnbook.datafiles import Split, read_fashion_mnist
 def _small_fashion_mnist(n_train=2048, n_test=512):
     train, test = read_fashion_mnist()
     i, j = balanced_subset(train.labels, n_train), balanced_subset(test.labels, n_test)
-    return Split(train.images[i], train.labels[i], train.source), Split(test.images[j], test.labels[j], test.source)
+    return Split(train.images[i], train.labels[i], train.source), Split(
+        test.images[j], test.labels[j], test.source
+    )
 
 
 def test_cnnbook_loop_matches_the_d2l_reference_loop_in_fp32():
@@ -57,7 +59,13 @@ def test_bench_short_mode_runs_and_reports(tmp_path, capsys):
     results = json.loads(out.read_text())
     assert results["model"] == "lenet" and results["train_examples"] == 4096
     assert results["d2l_style"]["examples_per_sec"] > 0 and results["cnnbook"]["examples_per_sec"] > 0
-    assert results["speedup"] == results["cnnbook"]["examples_per_sec"] / results["d2l_style"]["examples_per_sec"]
+    assert (
+        results["speedup"]
+        == results["cnnbook"]["examples_per_sec"] / results["d2l_style"]["examples_per_sec"]
+    )
     for loop in ("d2l_style", "cnnbook"):
         assert len(results[loop]["epoch_seconds"]) == 1 and results[loop]["epoch_seconds"][0] > 0
-        assert 0 <= results[loop]["test_acc"][0] <= 1 and results[loop]["train_loss"][0] == results[loop]["train_loss"][0]
+        assert (
+            0 <= results[loop]["test_acc"][0] <= 1
+            and results[loop]["train_loss"][0] == results[loop]["train_loss"][0]
+        )
