@@ -81,8 +81,9 @@ class LivePlot:
         if in_jupyter():
             from IPython.display import display
 
-            self._handle = display({"text/plain": "(the training plot appears after the first epoch)"},
-                                   raw=True, display_id=True)
+            self._handle = display(
+                {"text/plain": "(the training plot appears after the first epoch)"}, raw=True, display_id=True
+            )
 
     def update(self, history) -> None:
         """Redraw with every epoch recorded so far in ``history``."""
@@ -93,8 +94,7 @@ class LivePlot:
         ax = fig.add_subplot()
         draw_history(history, ax, self.num_epochs)
         ax.set_title(self.title)
-        self._handle.update({"image/png": figure_png(fig), "text/plain": history.epoch_line(-1)},
-                            raw=True)
+        self._handle.update({"image/png": figure_png(fig), "text/plain": history.epoch_line(-1)}, raw=True)
 
 
 def show_images(

@@ -164,9 +164,7 @@ def train(
     loss_fn = loss or nn.CrossEntropyLoss()
     train_iter, test_iter = _on_device(train_iter, device), _on_device(test_iter, device)
     train_batches, test_batches = compute_cap(profile, net, train_iter, test_iter, num_epochs, device)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-    )
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # pick the fastest conv algorithm per shape, once
 
@@ -231,7 +229,9 @@ def train(
     finally:
         net.eval()
         history.wall_time = time.perf_counter() - start
-        progress.close(f"{len(history.epochs) - first_epoch}/{num_epochs} epochs in {history.wall_time:.1f} s")
+        progress.close(
+            f"{len(history.epochs) - first_epoch}/{num_epochs} epochs in {history.wall_time:.1f} s"
+        )
     print(history.summary())
     return history
 
