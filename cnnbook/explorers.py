@@ -47,6 +47,7 @@ class TrainingExplorer(Explorer):
     epochs: the largest number of epochs (the slider offers 1, 2, ..., epochs), or a list.
     train_examples, test_examples: use a fixed class-balanced subset of this many examples
         (default: all the loaders hold) for a shorter experiment.
+    start: slider name -> the value it starts at (default: the largest number of epochs).
     **sliders: further settings for ``make_net``, e.g. ``dropout=[0.0, 0.2, 0.5]``.
 
     Example::
@@ -68,6 +69,7 @@ class TrainingExplorer(Explorer):
         device: torch.device | str | None = None,
         seed: int = 0,
         title: str = "",
+        start: dict | None = None,
         **sliders: Sequence,
     ):
         for name, loader in (("train_iter", train_iter), ("test_iter", test_iter)):
@@ -102,7 +104,8 @@ class TrainingExplorer(Explorer):
         }
         self.live_runs, self.current_seed, self.draw_while_training = 0, seed, True
         size = f"{len(self.train_data[1]):,} training images, batches of {self.batch_size}, SGD"
-        super().__init__(None, sliders, title=f"{title} ({size})" if title else size)
+        start = {"epochs": epochs[-1], **(start or {})}  # open on the whole run's curves
+        super().__init__(None, sliders, title=f"{title} ({size})" if title else size, start=start)
 
     def targets(self) -> list[tuple[int, ...]]:
         """One run per setting of the other sliders, each as long as the longest epochs choice."""
@@ -205,6 +208,7 @@ class TrainingExplorer(Explorer):
             text = f"after {done} epoch{'s' if done > 1 else ''}: {scores} (seed {seed})"
             if done < epochs:
                 text = f"{active_profile().name} profile: trained {done} of {epochs} epochs; {text}"
+        text = f"{name}: {text}"  # the settings as text too: a screen reader cannot read the PNG
         return f"{figure_html(fig)}<br><code>{html.escape(text)}</code>"
 
 

@@ -96,16 +96,16 @@ class Explorer:
         for name, values in self.options.items():
             if not values:
                 raise ValueError(f"Slider {name!r} offers no values; give a list such as [0.1, 0.3].")
+        # The names sit in HTML widgets, not in the sliders' descriptions: the HTML manager would
+        # hand a description to MathJax 2's API, which the site's MathJax 3 lacks (an error).
         self.sliders = [
-            widgets.SelectionSlider(
-                options=[(_label(v), v) for v in values], description=name, continuous_update=True,
-                style={"description_width": "initial"}, layout=widgets.Layout(width="320px"),
-            )
-            for name, values in self.options.items()
+            widgets.SelectionSlider(options=[(_label(v), v) for v in values], continuous_update=True,
+                                    layout=widgets.Layout(width="240px"))
+            for values in self.options.values()
         ]  # fmt: skip
-        for slider in self.sliders:
-            if start and slider.description in start:
-                slider.value = start[slider.description]
+        for name, slider in zip(self.options, self.sliders, strict=True):
+            if start and name in start:
+                slider.value = start[name]
         self.live = live
         self.results: dict[tuple[int, ...], widgets.HTML] = {}  # slider positions -> result
         self.computed: set[tuple[int, ...]] = set()
@@ -120,7 +120,9 @@ class Explorer:
         controls = [widgets.HBox([self.run_button, self.cancel_button, self.progress])] if live else []
         header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
         self.widget = widgets.VBox(
-            header + [widgets.HBox(self.sliders, layout=widgets.Layout(flex_flow="row wrap"))]
+            header + [widgets.HBox([widgets.HBox([widgets.HTML(f"{html.escape(name)}&nbsp;"), slider])
+                                    for name, slider in zip(self.options, self.sliders, strict=True)],
+                                   layout=widgets.Layout(flex_flow="row wrap"))]
             + controls + [self.status, self.results_view]
         )  # fmt: skip
         self.last_error: BaseException | None = None

@@ -53,7 +53,10 @@ def site(tmp_path_factory):
         if (REPO / "book" / folder).exists():
             (root / "book" / folder).symlink_to(REPO / "book" / folder)
     (root / "_toc.yml").write_text("format: jb-book\nroot: sliders\n")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in PAGE_CELLS])
+    math = nbformat.v4.new_markdown_cell(
+        "# Sliders\n\nMath on the page loads MathJax: $n_{out} = n - k + 1$."
+    )
+    nb = nbformat.v4.new_notebook(cells=[math] + [nbformat.v4.new_code_cell(source) for source in PAGE_CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "sliders.ipynb")
     profile = os.environ.pop("CNNBOOK_PROFILE", None)
@@ -92,8 +95,8 @@ def test_sliders_switch_stored_results_on_the_static_site(browser, server):  # n
     page.wait_for_function("document.body.innerText.includes('+ 1 = 13')", timeout=10_000)
     assert "(3, 13, 13)" in visible_text(page, outputs)
     before = visible_text(page, outputs)
-    assert "after 1 epoch:" in before
-    move(page, 4)  # epochs 1 -> 2 of the training explorer
+    assert "after 3 epochs:" in before, "the training explorer opens on the whole run"
+    move(page, 4, "ArrowLeft")  # epochs 3 -> 2
     page.wait_for_function("document.body.innerText.includes('after 2 epochs:')", timeout=10_000)
     assert visible_text(page, outputs) != before
     assert not errors, f"console errors: {errors}"
@@ -190,7 +193,8 @@ def test_sliders_run_and_train_live_in_jupyterlab(browser, lab):  # noqa: F811
     page.wait_for_function("document.body.innerText.includes('press Run')", timeout=60_000)
     run = page.locator("button.widget-button", has_text="Run")
     cancel = page.locator("button.widget-button", has_text="Cancel")
-    move(page, 4)  # epochs 1 -> 2
+    for _ in range(8):  # epochs 10 -> 2
+        move(page, 4, "ArrowLeft")
     run.click()
     page.wait_for_function("document.body.innerText.includes('epoch 1/2')", timeout=60_000)
     cancel.click()
