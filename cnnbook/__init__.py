@@ -4,6 +4,7 @@ This file is the table of contents: it re-exports what the chapters use, so a ch
 reads ``import cnnbook`` and then ``cnnbook.train(...)``. Importing does nothing else.
 """
 
+from cnnbook import models
 from cnnbook.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cnnbook.config import (
     PROFILES,
@@ -33,3 +34,44 @@ from cnnbook.plot import new_figure, plot_history, show_images
 from cnnbook.train import TrainingDivergedError, accuracy, evaluate_accuracy, init_xavier, train
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "accuracy",
+    "active_profile",
+    "Augment",
+    "balanced_subset",
+    "CheckpointError",
+    "cifar10_class_subset",
+    "CIFAR10_CLASSES",
+    "ConvExplorer",
+    "CorruptDatasetError",
+    "DatasetNotFoundError",
+    "device_name",
+    "DeviceLoader",
+    "evaluate_accuracy",
+    "FASHION_MNIST_CLASSES",
+    "get_fashion_mnist_labels",
+    "History",
+    "init_xavier",
+    "layer_table",
+    "load_checkpoint",
+    "load_data_cifar10",
+    "load_data_cifar2",
+    "load_data_fashion_mnist",
+    "load_data_fashion_mnist_classic",
+    "models",
+    "new_figure",
+    "plot_history",
+    "PROFILES",
+    "read_cifar10",
+    "read_fashion_mnist",
+    "save_checkpoint",
+    "seed_everything",
+    "ShapeMismatchError",
+    "show_images",
+    "train",
+    "TrainingDivergedError",
+    "TrainingExplorer",
+    "try_gpu",
+    "use_profile",
+]

@@ -26,8 +26,10 @@ def _command_data(args) -> int:
     for name, reader in (("Fashion-MNIST", read_fashion_mnist), ("CIFAR-10", read_cifar10)):
         try:
             train, test = reader(args.root, download=None if args.download else refuse_download)
-            print(f"{name}: {len(train.labels):,} training and {len(test.labels):,} test images "
-                  f"in {train.source}")
+            print(
+                f"{name}: {len(train.labels):,} training and {len(test.labels):,} test images "
+                f"in {train.source}"
+            )
         except DatasetNotFoundError as err:
             print(f"{name}: {err}\n")
             status = 1
@@ -80,8 +82,9 @@ def _command_grade(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m cnnbook``."""
-    parser = argparse.ArgumentParser(prog="python -m cnnbook", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnbook", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="where each dataset was found, or how to get it")
@@ -91,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     execute = commands.add_parser("execute", help="run chapters and store their outputs in place")
     execute.add_argument("notebooks", nargs="+", help="the .ipynb files to run")
-    execute.add_argument("--timeout", type=int, default=None,
-                         help="seconds allowed per cell (default: no limit)")
+    execute.add_argument(
+        "--timeout", type=int, default=None, help="seconds allowed per cell (default: no limit)"
+    )
     execute.set_defaults(run=_command_execute)
 
     try:
@@ -113,8 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("submissions", help="a folder per student holding their notebooks (or STUDENT.ipynb)")
     grade.add_argument("--out", required=True, help="folder for grades.csv and summary.md")
     chapters = Path(__file__).resolve().parent.parent / "chapters"
-    grade.add_argument("--source", nargs="+", default=[str(chapters)],
-                       help="the instructor's notebooks, or folders of them (default: the book's chapters)")
+    grade.add_argument(
+        "--source",
+        nargs="+",
+        default=[str(chapters)],
+        help="the instructor's notebooks, or folders of them (default: the book's chapters)",
+    )
     grade.add_argument("--cell-timeout", type=int, default=300, help="seconds per cell (default 300)")
     grade.add_argument("--time-limit", type=int, default=1800, help="seconds per notebook (default 1800)")
     grade.add_argument("--profile", default="quick", choices=["quick", "full"], help="default: quick")

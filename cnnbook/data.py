@@ -166,9 +166,7 @@ def load_data_cifar10(
     train, test = cifar10_class_subset(tuple(classes), root)
     mean, std = channel_stats(train.images)
     name = "CIFAR-10" if len(classes) == 10 else f"CIFAR-{len(classes)} ({', '.join(classes)})"
-    return _device_loaders(
-        train, test, name, batch_size, mean=mean, std=std, augment=augment
-    )
+    return _device_loaders(train, test, name, batch_size, mean=mean, std=std, augment=augment)
 
 
 def load_data_cifar2(
