@@ -277,7 +277,10 @@ def test_nbgrader_generate_assignment_accepts_the_chapters_unchanged(tmp_path):
     )
     result = subprocess.run(
         [str(nbgrader), "generate_assignment", "book", "--force", "--create"],
-        cwd=course, capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)},
+        cwd=course, capture_output=True, text=True, timeout=300,
+        # nbgrader runs `alembic` by name: the venv's bin must be on PATH even when it is not activated
+        env={**os.environ, "HOME": str(tmp_path),
+             "PATH": f"{nbgrader.parent}{os.pathsep}{os.environ['PATH']}"},
     )  # fmt: skip
     assert result.returncode == 0, (
         "nbgrader refused a chapter; every solution region must sit in a cell with nbgrader metadata "

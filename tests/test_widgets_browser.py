@@ -76,6 +76,36 @@ def visible_text(page, selector: str) -> str:
     return "\n".join(page.locator(f"{selector} >> visible=true").all_inner_texts())
 
 
+def wait_for_text(page, text: str, timeout_ms: int) -> None:
+    """Wait until the page shows ``text``; on a timeout, say what the explorers' status lines showed."""
+    try:
+        page.wait_for_function(f"document.body.innerText.includes({json.dumps(text)})", timeout=timeout_ms)
+    except Exception as err:
+        shown = visible_text(page, ".widget-html-content")[-1500:]
+        raise AssertionError(
+            f"{text!r} did not appear in {timeout_ms / 1000:.0f} s; the outputs show:\n{shown}"
+        ) from err
+
+
+def readout(page, slider_index: int) -> str:
+    """The value the n-th slider shows next to it."""
+    return page.locator(".widget-slider .widget-readout").nth(slider_index).inner_text().strip()
+
+
+def step_to(page, slider_index: int, value: str) -> None:
+    """Press ArrowLeft on a slider, one key at a time (each shown before the next), to it reads ``value``."""
+    for _ in range(50):
+        shown = readout(page, slider_index)
+        if shown == value:
+            return
+        move(page, slider_index, "ArrowLeft")
+        node = page.locator(".widget-slider .widget-readout").nth(slider_index).element_handle()
+        page.wait_for_function(
+            "([node, old]) => node.innerText.trim() !== old", arg=[node, shown], timeout=10_000
+        )
+    raise AssertionError(f"slider {slider_index} never reached {value!r}")
+
+
 def move(page, slider_index: int, key: str = "ArrowRight") -> None:
     """Move the n-th slider on the page one step with the keyboard, as a reader would."""
     handle = page.locator(".widget-slider .noUi-handle").nth(slider_index)
@@ -190,18 +220,17 @@ def test_sliders_run_and_train_live_in_jupyterlab(browser, lab):  # noqa: F811
     page.wait_for_function("document.body.innerText.includes('+ 1 = 26')", timeout=20_000)
 
     # The learning-rate sliders: quick profile, nothing trained in advance; Run trains live.
-    page.wait_for_function("document.body.innerText.includes('press Run')", timeout=60_000)
+    wait_for_text(page, "press Run", 60_000)
     run = page.locator("button.widget-button", has_text="Run")
     cancel = page.locator("button.widget-button", has_text="Cancel")
-    for _ in range(8):  # epochs 10 -> 2
-        move(page, 4, "ArrowLeft")
+    step_to(page, 4, "2")  # epochs 10 -> 2
     run.click()
-    page.wait_for_function("document.body.innerText.includes('epoch 1/2')", timeout=60_000)
+    wait_for_text(page, "epochs 2: epoch 1/2", 120_000)  # the first batch has trained
     cancel.click()
-    page.wait_for_function("document.body.innerText.includes('Cancelled: lr 0.1, epochs 2')", timeout=60_000)
-    move(page, 4, "ArrowLeft")  # back to 1 epoch
+    wait_for_text(page, "Cancelled: lr 0.1, epochs 2", 60_000)
+    step_to(page, 4, "1")  # back to 1 epoch
     run.click()
-    page.wait_for_function("document.body.innerText.includes('after 1 epoch:')", timeout=180_000)
+    wait_for_text(page, "after 1 epoch:", 180_000)
     shown = visible_text(page, outputs)
     assert "lr 0.1" not in shown or "after 1 epoch:" in shown
     assert "computed live" in page.inner_text(".jp-Notebook")
