@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +132,8 @@ def read_fashion_mnist(
                 f"Get it with:\n{FASHION_MNIST_HOW_TO_GET}"
             )
     files = _fashion_mnist_in(folder)
-    arrays = {name: read_idx(files[name], *spec) for name, spec in FASHION_MNIST_FILES.items()}
+    with _how_to_get_on_error(FASHION_MNIST_HOW_TO_GET):
+        arrays = {name: read_idx(files[name], *spec) for name, spec in FASHION_MNIST_FILES.items()}
     train = Split(
         arrays["train-images-idx3-ubyte"][:, None], arrays["train-labels-idx1-ubyte"].astype(np.int64), folder
     )
@@ -240,8 +242,9 @@ def read_cifar10(
                 f"Get it with:\n{CIFAR10_HOW_TO_GET}"
             )
     batch_dir, suffix, reader = _cifar10_in(folder)
-    train = [_read_cifar_batch(batch_dir / f"{n}{suffix}", reader) for n in CIFAR10_BATCHES]
-    test_images, test_labels = _read_cifar_batch(batch_dir / f"{CIFAR10_TEST}{suffix}", reader)
+    with _how_to_get_on_error(CIFAR10_HOW_TO_GET):
+        train = [_read_cifar_batch(batch_dir / f"{n}{suffix}", reader) for n in CIFAR10_BATCHES]
+        test_images, test_labels = _read_cifar_batch(batch_dir / f"{CIFAR10_TEST}{suffix}", reader)
     train_split = Split(
         np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), batch_dir
     )
@@ -249,6 +252,15 @@ def read_cifar10(
 
 
 # ----------------------------------------------------------------------------- shared
+
+
+@contextmanager
+def _how_to_get_on_error(how_to_get: str):
+    """Add the ways to get a good copy to the message of a `CorruptDatasetError` raised inside."""
+    try:
+        yield
+    except CorruptDatasetError as err:
+        raise CorruptDatasetError(f"{err}\nGet a good copy with:\n{how_to_get}") from None
 
 
 def _first_folder_with(places: list[Path], finder: Callable) -> Path | None:

@@ -48,6 +48,8 @@ class TrainingExplorer(Explorer):
     train_examples, test_examples: use a fixed class-balanced subset of this many examples
         (default: all the loaders hold) for a shorter experiment.
     start: slider name -> the value it starts at (default: the largest number of epochs).
+    init: applied to every module of a new net, as in `cnnbook.train` (default: Xavier);
+        ``None`` keeps the net's own initialisation (e.g. a ResNet's Kaiming weights).
     **sliders: further settings for ``make_net``, e.g. ``dropout=[0.0, 0.2, 0.5]``.
 
     Example::
@@ -70,6 +72,7 @@ class TrainingExplorer(Explorer):
         seed: int = 0,
         title: str = "",
         start: dict | None = None,
+        init: Callable[[nn.Module], None] | None = init_xavier,
         **sliders: Sequence,
     ):
         for name, loader in (("train_iter", train_iter), ("test_iter", test_iter)):
@@ -81,7 +84,7 @@ class TrainingExplorer(Explorer):
         epochs = list(range(1, epochs + 1)) if isinstance(epochs, int) else sorted(epochs)
         if not epochs or epochs[0] < 1:
             raise ValueError(f"epochs must be positive numbers of epochs, got {epochs}.")
-        self.make_net, self.batch_size, self.seed = make_net, train_iter.batch_size, seed
+        self.make_net, self.batch_size, self.seed, self.init = make_net, train_iter.batch_size, seed, init
         self.device = torch.device(device) if device is not None else try_gpu()
         self.fixed_lr = None if isinstance(lr, Sequence) else float(lr)
         if self.fixed_lr is None:
@@ -153,7 +156,8 @@ class TrainingExplorer(Explorer):
         """A plain loop (chapter 3's five steps) that reports every batch and draws every epoch."""
         torch.manual_seed(seed)
         net = self.make_net(**settings)
-        net.apply(init_xavier)
+        if self.init is not None:
+            net.apply(self.init)
         net.to(self.device)
         optimizer = torch.optim.SGD(net.parameters(), lr=lr)
         loss_fn = nn.CrossEntropyLoss()

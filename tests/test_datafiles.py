@@ -12,7 +12,13 @@ import pytest
 import cnnbook.datafiles
 from cnnbook import CorruptDatasetError, DatasetNotFoundError, read_cifar10, read_fashion_mnist
 from cnnbook.config import cache_dir
-from cnnbook.datafiles import CIFAR10_BATCHES, FASHION_MNIST_FILES, FASHION_MNIST_SYSTEM
+from cnnbook.datafiles import (
+    CIFAR10_BATCHES,
+    CIFAR10_HOW_TO_GET,
+    FASHION_MNIST_FILES,
+    FASHION_MNIST_HOW_TO_GET,
+    FASHION_MNIST_SYSTEM,
+)
 
 # ----------------------------------------------------------------------- Fashion-MNIST
 
@@ -80,6 +86,7 @@ def test_truncated_gz_file_is_reported_by_name(tmp_path):
         read_fashion_mnist(root=tmp_path)
     assert f"Cannot read {broken}" in str(err.value)
     assert "truncated or corrupt; delete it and get it again" in str(err.value)
+    assert str(err.value).endswith(f"Get a good copy with:\n{FASHION_MNIST_HOW_TO_GET}")
 
 
 def test_gz_file_with_damaged_bytes_is_reported_by_name(tmp_path):
@@ -101,7 +108,7 @@ def test_truncated_uncompressed_idx_file_says_what_was_expected(tmp_path):
     assert str(err.value) == (
         f"{broken} is not the expected IDX file: expected magic 2049, shape (10000,) and 10,008 "
         "bytes, found magic 2049, shape (10000,) and 5,008 bytes. The file is truncated or "
-        "corrupt; delete it and get it again."
+        f"corrupt; delete it and get it again.\nGet a good copy with:\n{FASHION_MNIST_HOW_TO_GET}"
     )
 
 
@@ -232,6 +239,7 @@ def test_truncated_npz_batch_is_reported_by_name(tmp_path, cifar10_root):
     with pytest.raises(CorruptDatasetError) as err:
         read_cifar10(root=tmp_path)
     assert f"Cannot read the CIFAR-10 batch {folder / 'data_batch_1.npz'}: BadZipFile" in str(err.value)
+    assert str(err.value).endswith(f"Get a good copy with:\n{CIFAR10_HOW_TO_GET}"), "and the ways to get it"
 
 
 def _npz_bytes(tmp_path: Path, **arrays) -> bytes:
@@ -244,10 +252,11 @@ def test_npz_batch_of_the_wrong_shape_is_refused(tmp_path, cifar10_root):
     folder = cifar10_folder(tmp_path, cifar10_root, {"data_batch_1": wrong})
     with pytest.raises(CorruptDatasetError) as err:
         read_cifar10(root=tmp_path)
-    assert str(err.value) == (
+    assert str(err.value).startswith(
         f"{folder / 'data_batch_1.npz'} holds images of shape (10000, 28, 28) and dtype uint8; "
-        "expected uint8 of shape (N, 32, 32, 3)."
+        "expected uint8 of shape (N, 32, 32, 3).\nGet a good copy with:\n"
     )
+    assert "CNNBOOK_DATA" in str(err.value) and "torchvision" in str(err.value)
 
 
 def test_npz_batch_with_too_few_images_is_refused(tmp_path, cifar10_root):

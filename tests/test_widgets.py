@@ -189,3 +189,24 @@ def test_training_explorer_under_quick_trains_only_when_asked(tiny_loaders, caps
 def test_training_explorer_wants_device_loaders():
     with pytest.raises(TypeError, match="DeviceLoaders"):
         TrainingExplorer(tiny_net, [(torch.zeros(1, 64), torch.zeros(1))], None, lr=0.1, epochs=1)
+
+
+def test_training_explorer_keeps_the_nets_own_init_when_asked(tiny_loaders):
+    """init=None trains the weights the net was built with (e.g. Kaiming); the default re-initialises."""
+    built = []
+
+    def recorded_net():
+        torch.manual_seed(0)
+        net = tiny_net()
+        built.append((net, net[1].weight.detach().clone()))
+        return net
+
+    explorer = TrainingExplorer(recorded_net, *tiny_loaders, lr=0.0, epochs=1, device="cpu", init=None)
+    explorer.run().join(30)
+    assert explorer.last_error is None, explorer.last_error
+    net, weights_at_build = built[-1]
+    assert torch.equal(net[1].weight, weights_at_build), "lr 0 and init=None: the weights never change"
+    explorer = TrainingExplorer(recorded_net, *tiny_loaders, lr=0.0, epochs=1, device="cpu")
+    explorer.run().join(30)
+    net, weights_at_build = built[-1]
+    assert not torch.equal(net[1].weight, weights_at_build), "the default applies Xavier init"
