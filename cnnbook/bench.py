@@ -11,6 +11,7 @@ synchronises after every batch. Times are whole epochs, evaluation included.
 Example::
 
     python -m cnnbook bench --model lenet --epochs 3
+    python -m cnnbook bench --model resnet --device cuda --amp --channels-last
     python -m cnnbook bench --short --json bench.json      # what CI runs
 """
 
@@ -50,6 +51,7 @@ class Workload:
 WORKLOADS = {
     "lenet": Workload(models.lenet, None, 256, 0.9),
     "alexnet": Workload(models.alexnet, 224, 128, 0.01),
+    "resnet": Workload(models.resnet18, 96, 256, 0.05),  # d2l section 8.6's settings
 }
 
 

@@ -10,7 +10,7 @@ from torchvision import transforms
 
 import cnnbook
 from cnnbook.__main__ import main
-from cnnbook.bench import d2l_train_epoch
+from cnnbook.bench import WORKLOADS, d2l_train_epoch
 from cnnbook.data import ImageArrayDataset, balanced_subset
 from cnnbook.datafiles import Split, read_fashion_mnist
 
@@ -69,3 +69,17 @@ def test_bench_short_mode_runs_and_reports(tmp_path, capsys):
             0 <= results[loop]["test_acc"][0] <= 1
             and results[loop]["train_loss"][0] == results[loop]["train_loss"][0]
         )
+
+
+def test_the_resnet_workload_is_d2ls_resnet18():
+    """d2l section 8.6 prints these shapes for a 1x96x96 input, and 11.2M parameters."""
+    net = cnnbook.models.resnet18()
+    X, shapes = torch.zeros(1, 1, 96, 96), []
+    for layer in net:
+        X = layer(X)
+        shapes.append(tuple(X.shape))
+    assert shapes[3:] == [(1, 64, 24, 24), (1, 64, 24, 24), (1, 128, 12, 12), (1, 256, 6, 6),
+                          (1, 512, 3, 3), (1, 512, 1, 1), (1, 512), (1, 10)]  # fmt: skip
+    assert sum(p.numel() for p in net.parameters()) == 11_178_378
+    workload = WORKLOADS["resnet"]
+    assert (workload.resize, workload.batch_size, workload.lr) == (96, 256, 0.05)
