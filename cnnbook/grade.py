@@ -11,10 +11,14 @@ For every submission `grade` does what an instructor would do by hand, safely:
    cell runs) and one for the whole notebook (past it, worker and kernel are killed);
 4. score each grade cell: its points if it ran without an error, else zero and the error.
 
-What this does not do: it is no sandbox. The kernel runs as the grading user, so a
-submission that deletes files by absolute path outside its copy, or opens network
-connections, can; run ``grade`` as a user (or in a container) that can only write where
-it should. See the book's page "For instructors".
+Writes outside the copy: when ``grade`` runs as root on Linux (a container, a CI machine),
+each worker starts in its own mount namespace (``unshare --mount``) where every file system
+is remounted read-only except the submission's temporary folder and a private ``/dev/shm``,
+so a submission that deletes or overwrites files by absolute path gets "Read-only file
+system" and scores zero for that cell. Elsewhere that confinement is not available; the
+report says so, and ``grade`` should then run as a user (or in a container) that can only
+write where it should. Network access is not blocked either way. See the book's page "For
+instructors".
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import nbformat
@@ -54,6 +58,16 @@ class ExerciseResult:
     reason: str = ""
 
 
+def can_confine() -> bool:
+    """True when workers can run with every file system read-only but their own folder (root, Linux)."""
+    return (
+        sys.platform == "linux"
+        and os.geteuid() == 0
+        and shutil.which("unshare") is not None
+        and shutil.which("mount") is not None
+    )
+
+
 @dataclass(frozen=True)
 class Limits:
     """How a submission runs: seconds per cell and per notebook, the profile, parallel notebooks."""
@@ -62,6 +76,7 @@ class Limits:
     time_limit: int = 1800
     profile: str = "quick"
     jobs: int = 1
+    confine: bool = field(default_factory=can_confine)  # read-only outside the copy (root on Linux)
 
 
 def restore_grade_cells(submission, source):
@@ -165,11 +180,33 @@ def _worker_env(work: Path, tmp: Path, limits: Limits) -> dict:
     return env
 
 
+def _confine_writes_to(writable: Path) -> None:
+    """In a fresh mount namespace: make every mount read-only except ``writable`` and /dev/shm."""
+
+    def mount(*args: str) -> None:
+        subprocess.run(["mount", *args], check=True, capture_output=True)
+
+    mount("--bind", str(writable), str(writable))  # its own mount, so it stays writable
+    mount("-t", "tmpfs", "-o", "size=1g", "tmpfs", "/dev/shm")  # a private one, for shared tensors
+    with open("/proc/self/mountinfo") as f:  # field 5 is the mount point, octal-escaped
+        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
+    for point in dict.fromkeys(points):
+        if point == str(writable) or point == "/dev/shm" or point.startswith(("/proc", "/sys", "/dev")):
+            continue
+        try:
+            mount("-o", "remount,bind,ro", point)
+        except subprocess.CalledProcessError as err:
+            if point == "/":  # the one that matters most: refuse to run unconfined
+                raise RuntimeError(f"cannot make / read-only: {err.stderr.strip()}") from None
+
+
 def _run_worker(notebook: Path, tmp: Path, limits: Limits, executed: Path | None) -> tuple[list, str]:
     """Run the worker on ``notebook``; returns its records and why it stopped (if it did early)."""
     command = [sys.executable, "-m", "cnnbook.grade", "--worker", str(notebook), str(limits.cell_timeout)]
-    if executed is not None:  # where the worker saves the executed notebook, outside the copy
-        command.append(str(executed.resolve()))
+    if executed is not None:  # the worker saves the executed notebook in its folder; we copy it out
+        command.append(str(tmp / "executed.ipynb"))
+    if limits.confine:
+        command = ["unshare", "--mount", "--propagation", "private", *command, "--confine", str(tmp)]
     with open(tmp / "worker.log", "w") as log:
         worker = subprocess.Popen(
             command,
@@ -199,6 +236,8 @@ def _run_worker(notebook: Path, tmp: Path, limits: Limits, executed: Path | None
     for record in records:
         if "fatal" in record:
             stop_reason = record["fatal"]
+    if executed is not None and (tmp / "executed.ipynb").is_file():
+        shutil.copyfile(tmp / "executed.ipynb", executed)
     return records, stop_reason
 
 
@@ -215,13 +254,20 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _worker(notebook: str, cell_timeout: int, executed: str | None = None) -> None:
+def _worker(notebook: str, cell_timeout: int, executed: str | None = None, confine: str | None = None):
     """Inside the worker process: execute the notebook, printing one record per code cell."""
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
     def emit(**record):
         print(RECORD + json.dumps(record), flush=True)
+
+    if confine is not None:  # before the kernel starts: it inherits the read-only mounts
+        try:
+            _confine_writes_to(Path(confine))
+        except Exception as err:
+            emit(fatal=f"could not confine the notebook's writes, so it did not run: {err}")
+            return
 
     nb = nbformat.read(notebook, as_version=4)
     current = {"index": None}
@@ -320,7 +366,13 @@ def grade(
         out,
         notes,
         f"{len(todo)} notebooks graded in {seconds:.0f} s "
-        f"({limits.profile} profile, {limits.jobs} at a time, {os.cpu_count()} CPU cores)",
+        f"({limits.profile} profile, {limits.jobs} at a time, {os.cpu_count()} CPU cores). "
+        + (
+            "Writes outside each submission's working copy were blocked (read-only mounts)."
+            if limits.confine
+            else "Writes outside the working copies were NOT blocked: that needs root on Linux "
+            "(e.g. grading in a container); see the book's page 'For instructors'."
+        ),
     )
     return results
 
@@ -360,4 +412,9 @@ def write_report(results: list[ExerciseResult], out: Path, notes: list[str], foo
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
-    _worker(*sys.argv[2:3], int(sys.argv[3]), *sys.argv[4:5])
+    arguments = sys.argv[2:]
+    confined_to = None
+    if "--confine" in arguments:
+        confined_to = arguments.pop(arguments.index("--confine") + 1)
+        arguments.remove("--confine")
+    _worker(arguments[0], int(arguments[1]), *arguments[2:3], confine=confined_to)

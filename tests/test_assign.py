@@ -25,7 +25,7 @@ from cnnbook.assign import (
     replace_regions,
     student_notebook,
 )
-from cnnbook.grade import Limits, grade, restore_grade_cells
+from cnnbook.grade import Limits, can_confine, grade, restore_grade_cells
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "chapters").glob("*.ipynb"))
@@ -186,6 +186,9 @@ def graded(tmp_path_factory):
         "dee": {1: "def square(x):\n    return x ** 2", 4: "while True:\n    pass"},  # endless
         "eve": {1: "import os, shutil\nshutil.rmtree(os.getcwd())\nshutil.rmtree(os.path.expanduser('~'), "
                    "ignore_errors=True)\ndef square(x):\n    return x * x", 4: "answer = 24"},
+        # by absolute path, outside its copy: deletes the instructor's file, overwrites the source
+        "hal": {1: f"import os\nos.remove({str(home / 'precious' / 'notes.txt')!r})\ndef square(x):\n"
+                   "    return x * x", 4: f"open({str(source)!r}, 'w').write('hal was here')\nanswer = 24"},
     }  # fmt: skip
     for student, cells in students.items():
         (submissions / student).mkdir(parents=True)
@@ -245,6 +248,20 @@ def test_a_destructive_submission_only_destroys_its_own_copy(graded):
     assert graded["source"].is_file()
 
 
+def test_writes_by_absolute_path_outside_the_copy_are_refused(graded):
+    """As root on Linux (CI, a container) every file system but the copy is read-only."""
+    if not can_confine():
+        pytest.skip("confining writes needs root on Linux (unshare and mount); the report says so")
+    hal = points(graded, "hal")
+    assert hal["square-check"][:2] == (0.0, "failed") and hal["size-check"][:2] == (0.0, "failed"), hal
+    executed = nbformat.read(graded["root"] / "report" / "executed" / "hal-ex.ipynb", as_version=4)
+    errors = [o.get("evalue", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert sum("Read-only file system" in e for e in errors) == 2, errors
+    assert (graded["home"] / "precious" / "notes.txt").read_text() == "keep me"
+    assert "hal was here" not in graded["source"].read_text()
+    assert "were blocked (read-only mounts)" in (graded["root"] / "report" / "summary.md").read_text()
+
+
 def test_not_a_notebook_and_missing_submissions_score_zero(graded):
     fay, gus = points(graded, "fay"), points(graded, "gus")
     assert fay["square-check"][0] == 0 and "not a notebook" in fay["square-check"][2]
@@ -254,7 +271,7 @@ def test_not_a_notebook_and_missing_submissions_score_zero(graded):
 def test_the_report_has_a_csv_row_per_student_and_exercise_and_a_summary(graded):
     report = graded["root"] / "report"
     rows = list(csv.DictReader(open(report / "grades.csv")))
-    assert len(rows) == 7 * 3
+    assert len(rows) == 8 * 3
     assert {"student", "notebook", "exercise", "points", "max_points", "status", "reason"} <= set(rows[0])
     summary = (report / "summary.md").read_text()
     assert "| ada | 2 | 1 | by hand | 3 |" in summary, summary
