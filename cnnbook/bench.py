@@ -1,8 +1,8 @@
 """``python -m cnnbook bench``: cnnbook's training loop against a faithful d2l-style loop.
 
-Both train the same model from the same initial weights on the same data, in one process,
-one epoch each in turn (interleaved, so a machine that slows down or warms up affects both
-alike). The reference is *Dive into Deep Learning*'s ``train_ch6``: a torchvision-style
+Both train the same model from the same initial weights on the same data in the same order,
+in one process, one epoch each in turn (interleaved, so a machine that slows down or warms
+up affects both alike). The reference is *Dive into Deep Learning*'s ``train_ch6``: a torchvision-style
 ``Dataset`` decoding one image at a time, a ``DataLoader`` with 4 worker processes, a copy
 to the device per batch, two host synchronisations per batch (``float(loss)`` and the
 accuracy count), its animated plot redrawn five times per epoch, and an evaluation that
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from cnnbook import models
 from cnnbook.config import device_name, seed_everything, try_gpu, use_profile
@@ -106,7 +106,25 @@ def _subset(split: Split, n: int | None) -> Split:
     return Split(split.images[idx], split.labels[idx], split.source)
 
 
-def d2l_loaders(train: Split, test: Split, workload: Workload, workers: int):
+class SamePermutations(Sampler):
+    """Shuffles as `DeviceLoader(..., seed=seed)` does: each epoch ``randperm`` from one seeded generator.
+
+    Given to the reference loop's DataLoader, it makes both loops see the examples in the same
+    order, so their accuracies differ only by rounding, not by luck. It costs nothing per batch.
+    """
+
+    def __init__(self, num_examples: int, seed: int = 0):
+        self.num_examples = num_examples
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def __iter__(self):
+        return iter(torch.randperm(self.num_examples, generator=self.generator).tolist())
+
+
+def d2l_loaders(train: Split, test: Split, workload: Workload, workers: int, seed: int = 0):
     """The reference data path: per-image PIL + transforms in DataLoader worker processes."""
     from torchvision import transforms
 
@@ -116,7 +134,9 @@ def d2l_loaders(train: Split, test: Split, workload: Workload, workers: int):
     transform = transforms.Compose(steps)
     options = {"batch_size": workload.batch_size, "num_workers": workers, "persistent_workers": workers > 0}
     return (
-        DataLoader(ImageArrayDataset(train, transform), shuffle=True, **options),
+        DataLoader(
+            ImageArrayDataset(train, transform), sampler=SamePermutations(len(train.labels), seed), **options
+        ),
         DataLoader(ImageArrayDataset(test, transform), shuffle=False, **options),
     )
 
@@ -173,12 +193,13 @@ def run(args) -> dict:
     reference_net.to(device)
     reference_opt = torch.optim.SGD(reference_net.parameters(), lr=workload.lr)
     cnnbook_opt = torch.optim.SGD(cnnbook_net.parameters(), lr=workload.lr)
-    d2l_train, d2l_test = d2l_loaders(train_split, test_split, workload, args.workers)
+    d2l_train, d2l_test = d2l_loaders(train_split, test_split, workload, args.workers, seed=0)
     fast_train = DeviceLoader(
         torch.from_numpy(train_split.images),
         torch.from_numpy(train_split.labels),
         workload.batch_size,
         shuffle=True,
+        seed=0,  # the same permutations as the reference's sampler
         resize=workload.resize,
     )
     fast_test = DeviceLoader(

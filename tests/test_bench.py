@@ -10,7 +10,7 @@ from torchvision import transforms
 
 import cnnbook
 from cnnbook.__main__ import main
-from cnnbook.bench import WORKLOADS, d2l_train_epoch
+from cnnbook.bench import WORKLOADS, SamePermutations, d2l_train_epoch
 from cnnbook.data import ImageArrayDataset, balanced_subset
 from cnnbook.datafiles import Split, read_fashion_mnist
 
@@ -83,3 +83,13 @@ def test_the_resnet_workload_is_d2ls_resnet18():
     assert sum(p.numel() for p in net.parameters()) == 11_178_378
     workload = WORKLOADS["resnet"]
     assert (workload.resize, workload.batch_size, workload.lr) == (96, 256, 0.05)
+
+
+def test_the_reference_loop_visits_examples_in_the_cnnbook_loaders_order():
+    labels = torch.arange(1000)
+    loader = cnnbook.DeviceLoader(
+        torch.zeros(1000, 1, 2, 2, dtype=torch.uint8), labels, 100, shuffle=True, seed=3
+    )
+    sampler = SamePermutations(1000, seed=3)
+    for _ in range(2):  # a new, identical permutation each epoch
+        assert torch.cat([y for _, y in loader]).tolist() == list(sampler)
