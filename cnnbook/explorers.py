@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
-from cnnbook.config import active_profile, try_gpu
+from cnnbook.config import active_profile, device_name, try_gpu
 from cnnbook.data import balanced_subset
 from cnnbook.history import History
 from cnnbook.loader import DeviceLoader
@@ -106,6 +106,7 @@ class TrainingExplorer(Explorer):
             "augment": train_iter.augment,
         }
         self.live_runs, self.current_seed, self.draw_while_training = 0, seed, True
+        self.histories: dict[tuple[int, ...], History] = {}  # the latest run of each setting
         size = f"{len(self.train_data[1]):,} training images, batches of {self.batch_size}, SGD"
         start = {"epochs": epochs[-1], **(start or {})}  # open on the whole run's curves
         super().__init__(None, sliders, title=f"{title} ({size})" if title else size, start=start)
@@ -150,7 +151,33 @@ class TrainingExplorer(Explorer):
                     result = self._render(settings, lr, history, e, planned, seed, diverged)
                     self.show_result(index[:-1] + (i,), result)
 
-        self._train(settings, lr, planned, seed, progress, after_epoch)
+        self.histories[index[:-1]] = self._train(settings, lr, planned, seed, progress, after_epoch)
+
+    def summary(self, **settings) -> str:
+        """The latest run of every setting (or of those matching ``settings``), as text.
+
+        Two lines per run, as `cnnbook.train` prints them: the last epoch's loss and
+        accuracies with the device, then the profile, epochs and time. E.g.
+        ``explorer.summary(dropout=0.5)``.
+        """
+        unknown = set(settings) - set(self.options) | ({"epochs"} & set(settings))
+        if unknown:
+            raise ValueError(
+                f"summary() takes slider settings other than epochs: "
+                f"{', '.join(n for n in self.options if n != 'epochs')}; got {', '.join(sorted(unknown))}."
+            )
+        lines = []
+        for index, history in self.histories.items():
+            chosen = self.settings(index + (len(self.options["epochs"]) - 1,))
+            if all(chosen[name] == value for name, value in settings.items()):
+                lr = chosen.pop("lr", self.fixed_lr)
+                name = ", ".join(
+                    [f"{k} {_text(v)}" for k, v in chosen.items() if k != "epochs"] + [f"lr {lr:g}"]
+                )
+                lines.append(f"{name}: {history.summary()}")
+        return (
+            "\n".join(lines) or "Nothing trained yet for these settings: press Run (or use the full profile)."
+        )
 
     def _train(self, settings, lr, num_epochs, seed, progress, after_epoch) -> History:
         """A plain loop (chapter 3's five steps) that reports every batch and draws every epoch."""
@@ -166,6 +193,8 @@ class TrainingExplorer(Explorer):
             images, labels, self.batch_size, shuffle=True, seed=seed, **self.loader_options
         ).to(self.device)
         history, batches = History(), len(train_iter)
+        history.device, history.device_name = str(self.device), device_name(self.device)
+        history.profile, run_start = active_profile().name, time.perf_counter()
         for epoch in range(num_epochs):
             start = time.perf_counter()
             net.train()
@@ -188,6 +217,7 @@ class TrainingExplorer(Explorer):
             seconds = time.perf_counter() - start
             test_acc = evaluate_accuracy(net, self.test_iter)
             history.record(mean_loss, correct.item() / len(labels), test_acc, seconds, len(labels) / seconds)
+            history.wall_time = time.perf_counter() - run_start
             after_epoch(history, diverged=False)
         return history
 

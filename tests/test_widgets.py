@@ -210,3 +210,17 @@ def test_training_explorer_keeps_the_nets_own_init_when_asked(tiny_loaders):
     explorer.run().join(30)
     net, weights_at_build = built[-1]
     assert not torch.equal(net[1].weight, weights_at_build), "the default applies Xavier init"
+
+
+def test_training_explorer_summarises_its_runs_as_cnnbook_train_does(tiny_loaders):
+    explorer = TrainingExplorer(tiny_net, *tiny_loaders, lr=0.5, epochs=2, width=[2, 8], device="cpu")
+    assert explorer.summary().startswith("Nothing trained yet")
+    explorer.show()
+    lines = explorer.summary().splitlines()
+    assert len(lines) == 2 * 2, "two lines for each of the two widths"
+    assert lines[0].startswith("width 2, lr 0.5: loss ") and "examples/sec on cpu" in lines[0]
+    assert lines[1].startswith("profile full · 2 epochs · ")
+    only = explorer.summary(width=8)
+    assert only.startswith("width 8, lr 0.5: ") and len(only.splitlines()) == 2
+    with pytest.raises(ValueError, match="slider settings other than epochs: width"):
+        explorer.summary(epochs=2)
