@@ -193,13 +193,14 @@ def run(args) -> dict:
     reference_net.to(device)
     reference_opt = torch.optim.SGD(reference_net.parameters(), lr=workload.lr)
     cnnbook_opt = torch.optim.SGD(cnnbook_net.parameters(), lr=workload.lr)
-    d2l_train, d2l_test = d2l_loaders(train_split, test_split, workload, args.workers, seed=0)
+    order_seed = 0  # both loops draw the same permutations from it
+    d2l_train, d2l_test = d2l_loaders(train_split, test_split, workload, args.workers, seed=order_seed)
     fast_train = DeviceLoader(
         torch.from_numpy(train_split.images),
         torch.from_numpy(train_split.labels),
         workload.batch_size,
         shuffle=True,
-        seed=0,  # the same permutations as the reference's sampler
+        seed=order_seed,
         resize=workload.resize,
     )
     fast_test = DeviceLoader(

@@ -160,21 +160,19 @@ class TrainingExplorer(Explorer):
         accuracies with the device, then the profile, epochs and time. E.g.
         ``explorer.summary(dropout=0.5)``.
         """
-        unknown = set(settings) - set(self.options) | ({"epochs"} & set(settings))
+        allowed = [name for name in self.options if name != "epochs"]
+        unknown = sorted(set(settings) - set(allowed))
         if unknown:
             raise ValueError(
-                f"summary() takes slider settings other than epochs: "
-                f"{', '.join(n for n in self.options if n != 'epochs')}; got {', '.join(sorted(unknown))}."
+                f"summary() takes slider settings other than epochs: {', '.join(allowed)}; "
+                f"got {', '.join(unknown)}."
             )
         lines = []
         for index, history in self.histories.items():
             chosen = self.settings(index + (len(self.options["epochs"]) - 1,))
             if all(chosen[name] == value for name, value in settings.items()):
-                lr = chosen.pop("lr", self.fixed_lr)
-                name = ", ".join(
-                    [f"{k} {_text(v)}" for k, v in chosen.items() if k != "epochs"] + [f"lr {lr:g}"]
-                )
-                lines.append(f"{name}: {history.summary()}")
+                chosen.pop("epochs")
+                lines.append(f"{_run_name(chosen, chosen.pop('lr', self.fixed_lr))}: {history.summary()}")
         return (
             "\n".join(lines) or "Nothing trained yet for these settings: press Run (or use the full profile)."
         )
@@ -225,7 +223,7 @@ class TrainingExplorer(Explorer):
         """HTML for the result after ``epochs`` epochs of a run planned for ``planned`` epochs."""
         shown = History(**{k: v[:epochs] if isinstance(v, list) else v for k, v in history.to_dict().items()})
         done = len(shown.epochs)
-        name = ", ".join([f"{k} {_text(v)}" for k, v in settings.items()] + [f"lr {lr:g}"])
+        name = _run_name(settings, lr)
         fig = Figure(figsize=(5.2, 2.9), layout="constrained")
         ax = fig.add_subplot()
         ax.set_ylim(0, 2.5)
@@ -244,6 +242,11 @@ class TrainingExplorer(Explorer):
                 text = f"{active_profile().name} profile: trained {done} of {epochs} epochs; {text}"
         text = f"{name}: {text}"  # the settings as text too: a screen reader cannot read the PNG
         return f"{figure_html(fig)}<br><code>{html.escape(text)}</code>"
+
+
+def _run_name(settings: dict, lr: float) -> str:
+    """``'width 32, dropout 0.2, lr 0.05'``: a run's model settings and learning rate as text."""
+    return ", ".join([f"{k} {_text(v)}" for k, v in settings.items()] + [f"lr {lr:g}"])
 
 
 def _text(value) -> str:

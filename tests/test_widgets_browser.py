@@ -87,21 +87,23 @@ def wait_for_text(page, text: str, timeout_ms: int) -> None:
         ) from err
 
 
-def readout(page, slider_index: int) -> str:
-    """The value the n-th slider shows next to it."""
-    return page.locator(".widget-slider .widget-readout").nth(slider_index).inner_text().strip()
+def readout(page, slider_index: int):
+    """The element showing the n-th slider's value next to it."""
+    return page.locator(".widget-slider .widget-readout").nth(slider_index)
 
 
 def step_to(page, slider_index: int, value: str) -> None:
-    """Press ArrowLeft on a slider, one key at a time (each shown before the next), to it reads ``value``."""
+    """Press ArrowLeft on a slider until it reads ``value``, waiting for each press to show."""
+    node = readout(page, slider_index)
     for _ in range(50):
-        shown = readout(page, slider_index)
+        shown = node.inner_text().strip()
         if shown == value:
             return
         move(page, slider_index, "ArrowLeft")
-        node = page.locator(".widget-slider .widget-readout").nth(slider_index).element_handle()
         page.wait_for_function(
-            "([node, old]) => node.innerText.trim() !== old", arg=[node, shown], timeout=10_000
+            "([node, old]) => node.innerText.trim() !== old",
+            arg=[node.element_handle(), shown],
+            timeout=10_000,
         )
     raise AssertionError(f"slider {slider_index} never reached {value!r}")
 
