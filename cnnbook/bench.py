@@ -132,7 +132,8 @@ def d2l_loaders(train: Split, test: Split, workload: Workload, workers: int, see
     if workload.resize:
         steps.insert(0, transforms.Resize(workload.resize))
     transform = transforms.Compose(steps)
-    options = {"batch_size": workload.batch_size, "num_workers": workers, "persistent_workers": workers > 0}
+    # As d2l's load_data_fashion_mnist: no persistent_workers, so each pass starts its workers anew.
+    options = {"batch_size": workload.batch_size, "num_workers": workers}
     return (
         DataLoader(
             ImageArrayDataset(train, transform), sampler=SamePermutations(len(train.labels), seed), **options

@@ -103,6 +103,15 @@ class DeviceLoader:
             self._copies[device] = copy
         return self._copies[device]
 
+    def reseed(self, seed: int) -> None:
+        """Restart the shuffling and augmentation from ``seed``: one reproducible order per run.
+
+        The loader and its copies on other devices (`to`) share one generator, so this
+        reseeds them all.
+        """
+        self.seed = seed
+        self._order.manual_seed(seed)
+
     def __iter__(self):
         n = self.num_examples
         if self.shuffle:

@@ -32,7 +32,7 @@ def test_use_profile_switches_and_wins_over_the_environment(monkeypatch):
 def test_use_profile_rejects_unknown_names_listing_the_valid_ones():
     with pytest.raises(ValueError, match="Unknown profile 'fast'") as err:
         cnnbook.use_profile("fast")
-    assert "Valid profiles: full, quick" in str(err.value)
+    assert "Valid profiles: full, quick, reduced" in str(err.value)
     assert active_profile().name == "full"  # the failed call changed nothing
 
 
@@ -42,7 +42,7 @@ def test_invalid_profile_in_the_environment_names_the_variable(monkeypatch):
         active_profile()
     message = str(err.value)
     assert "CNNBOOK_PROFILE='turbo' is not valid" in message
-    assert "Valid profiles: full, quick" in message
+    assert "Valid profiles: full, quick, reduced" in message
 
 
 def test_max_examples_counts_pixel_values():
@@ -54,6 +54,17 @@ def test_max_examples_counts_pixel_values():
     assert quick.max_examples("train", 3 * 224 * 224) == 500
     assert full.max_examples("train", 784) is None
     assert full.max_examples("test", 784) is None
+
+
+def test_reduced_profile_cuts_only_images_enlarged_to_224():
+    reduced = PROFILES["reduced"]
+    assert reduced.max_examples("train", 1 * 224 * 224) == 3_061
+    assert reduced.max_examples("test", 1 * 224 * 224) == 612
+    # CIFAR-10 (50,000 + 10,000 at 3x32x32) and Fashion-MNIST at 28x28 fit whole.
+    assert reduced.max_examples("train", 3 * 32 * 32) == 50_000
+    assert reduced.max_examples("test", 3 * 32 * 32) == 10_000
+    assert reduced.max_examples("train", 28 * 28) > 60_000
+    assert (reduced.epochs, reduced.train_flops) == (None, None)  # same epochs and batches as full
 
 
 def test_cap_epochs():

@@ -54,6 +54,18 @@ def test_quick_profile_uses_class_balanced_subsets_and_says_so(fashion_read_once
         assert counts.max() - counts.min() <= 1
 
 
+def test_reduced_profile_cuts_224_images_and_keeps_28x28_whole(fashion_read_once, capsys):
+    cnnbook.use_profile("reduced")
+    train_iter, test_iter = cnnbook.load_data_fashion_mnist(128, resize=224)
+    assert capsys.readouterr().out.startswith(
+        "reduced profile: Fashion-MNIST cut to 3,061 of 60,000 training and 612 of 10,000 test"
+    )
+    assert (train_iter.num_examples, test_iter.num_examples) == (3_061, 612)
+    train28, test28 = cnnbook.load_data_fashion_mnist(128)
+    assert (train28.num_examples, test28.num_examples) == (60_000, 10_000)
+    assert capsys.readouterr().out == ""
+
+
 def test_full_profile_prints_nothing(fashion_read_once, capsys):
     cnnbook.load_data_fashion_mnist(256)
     assert capsys.readouterr().out == ""

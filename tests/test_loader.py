@@ -63,6 +63,19 @@ def test_the_order_is_fixed_by_the_seed(images):
     )
 
 
+def test_reseed_restarts_the_order_and_the_augmentation(images):
+    loader = index_loader(images, shuffle=True, seed=7, augment=Augment())
+    loader.reseed(3)
+    first_run = [(X.clone(), idx) for X, idx in loader]
+    epoch_order(loader)  # move on, as a second epoch would
+    loader.reseed(3)
+    for (X, idx), (X_again, idx_again) in zip(first_run, loader, strict=True):
+        assert torch.equal(idx, idx_again) and torch.equal(X, X_again)
+    fresh = index_loader(images, shuffle=True, seed=3)
+    assert epoch_order(fresh)[:10] == first_run[0][1][:10].tolist()  # as if built with seed=3
+    assert loader.seed == 3
+
+
 def test_the_last_batch_may_be_short(images):
     loader = index_loader(images, batch_size=300)
     assert len(loader) == 4 and loader.num_examples == 1000

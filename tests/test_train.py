@@ -8,6 +8,7 @@ from torch import nn
 
 import cnnbook
 import cnnbook.config
+import cnnbook.data
 from cnnbook import History, TrainingDivergedError, accuracy, evaluate_accuracy
 
 
@@ -286,3 +287,14 @@ def test_history_round_trips_through_a_plain_dict(trained):
     json.dumps(data)  # only plain lists, numbers and strings
     assert History.from_dict(data) == history
     assert History.from_dict(data).summary() == history.summary()
+
+
+def test_chapter_1s_lenet_under_the_quick_profile_reaches_0_6(fashion_mnist, monkeypatch):
+    """Chapter 1's own run (lr 0.9, batch 256, 10 epochs), as a reader on a laptop gets it."""
+    monkeypatch.setattr(cnnbook.data, "read_fashion_mnist", lambda root=None: fashion_mnist)
+    cnnbook.use_profile("quick")
+    train_iter, test_iter = cnnbook.load_data_fashion_mnist(256)
+    cnnbook.seed_everything(0)
+    history = cnnbook.train(cnnbook.models.lenet(), train_iter, test_iter, 10, 0.9, "cpu", plot=False)
+    assert (history.profile, len(history.epochs)) == ("quick", 5)
+    assert history.test_acc[-1] >= 0.6, history.summary()
