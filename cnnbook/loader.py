@@ -70,10 +70,14 @@ class DeviceLoader:
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.resize = (resize, resize) if isinstance(resize, int) else resize
         self.mean, self.std = mean, std
-        self.seed = seed
         # The order comes from a CPU generator so a run is reproducible on any device.
         self._order = torch.Generator().manual_seed(seed)
         self._copies: dict[torch.device, DeviceLoader] = {}
+
+    @property
+    def seed(self) -> int:
+        """The seed the order and augmentation started from (at construction or the last `reseed`)."""
+        return self._order.initial_seed()
 
     @property
     def device(self) -> torch.device:
@@ -109,7 +113,6 @@ class DeviceLoader:
         The loader and its copies on other devices (`to`) share one generator, so this
         reseeds them all.
         """
-        self.seed = seed
         self._order.manual_seed(seed)
 
     def __iter__(self):

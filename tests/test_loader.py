@@ -74,6 +74,9 @@ def test_reseed_restarts_the_order_and_the_augmentation(images):
     fresh = index_loader(images, shuffle=True, seed=3)
     assert epoch_order(fresh)[:10] == first_run[0][1][:10].tolist()  # as if built with seed=3
     assert loader.seed == 3
+    elsewhere = loader.to("meta")  # a copy on another device shares the generator, so the seed too
+    loader.reseed(5)
+    assert elsewhere.seed == loader.seed == 5
 
 
 def test_the_last_batch_may_be_short(images):
