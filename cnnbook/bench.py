@@ -95,6 +95,9 @@ def add_arguments(parser) -> None:
         metavar="MODE",
         help="cnnbook side: torch.compile the model (optionally a mode, e.g. reduce-overhead)",
     )
+    parser.add_argument(
+        "--cuda-graph", action="store_true", help="cnnbook side: replay each training step as one CUDA graph"
+    )
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the d2l loop (d2l: 4)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
 
@@ -245,6 +248,7 @@ def run(args) -> dict:
                 amp=args.amp,
                 channels_last=args.channels_last,
                 compile=args.compile,
+                cuda_graph=args.cuda_graph,
             )
         fast.epoch_seconds.append(history.epoch_time[-1])
         fast.train_loss.append(history.train_loss[-1])
@@ -273,6 +277,7 @@ def run(args) -> dict:
             "amp": args.amp,
             "channels_last": args.channels_last,
             "compile": args.compile,
+            "cuda_graph": args.cuda_graph,
             "d2l_workers": args.workers,
         },
         "d2l_style": asdict(reference) | {"examples_per_sec": ref_rate},

@@ -16,7 +16,8 @@ What `train` adds around it, and why:
 * a progress line with an ETA and a live plot (`cnnbook.plot`);
 * a NaN/inf loss stops training at once, naming the epoch and batch;
 * Ctrl-C returns the history so far (marked interrupted) and a usable model;
-* optional bf16 autocast, channels_last and ``torch.compile`` for GPUs;
+* optional bf16 autocast, channels_last, ``torch.compile`` and a whole step replayed as
+  one CUDA graph (`cnnbook.graphed`) for GPUs;
 * the quick profile caps the number of epochs (and says so).
 """
 
@@ -32,6 +33,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnbook.config import Profile, active_profile, device_name, try_gpu
+from cnnbook.graphed import GraphedStep
 from cnnbook.history import History
 from cnnbook.plot import LivePlot
 from cnnbook.progress import Progress
@@ -118,6 +120,7 @@ def train(
     amp: bool = False,
     channels_last: bool = False,
     compile: bool | str = False,
+    cuda_graph: bool = False,
     plot: bool = True,
     title: str | None = None,
     history: History | None = None,
@@ -136,6 +139,10 @@ def train(
     compile: ``torch.compile`` the model; a string picks the mode, e.g. ``"reduce-overhead"``
         (CUDA graphs: one launch per step instead of one per kernel). The first epoch pays
         the compilation: tens of seconds.
+    cuda_graph: record the whole step (forward, loss, backward, update) once as a CUDA graph
+        and replay it for every full-size batch: one launch per step instead of dozens, for
+        small models whose GPU waits on Python (`cnnbook.graphed`). CUDA only, no
+        ``scheduler``; costs three warm-up steps, undone before training starts.
     plot: draw the live plot (Jupyter) or print one line per epoch (terminal).
     history: a `History` to continue (e.g. from `load_checkpoint`): new epochs are appended
         and numbered after it. Use with ``init=None`` and the restored optimizer to resume.
@@ -147,6 +154,13 @@ def train(
     if init not in ("xavier", None):
         raise ValueError(f"init must be 'xavier' or None, got {init!r}.")
     device = torch.device(device) if device is not None else try_gpu()
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"cuda_graph=True needs a CUDA device; this run is on {device}. Leave it off there.")
+    if cuda_graph and scheduler is not None:
+        raise ValueError(
+            "cuda_graph=True records the learning rate into the graph, so a scheduler could not "
+            "change it: use either a scheduler or cuda_graph, not both."
+        )
     profile = active_profile()
     if profile.cap_epochs(num_epochs) < num_epochs:
         print(f"{profile.name} profile: training {profile.cap_epochs(num_epochs)} of {num_epochs} epochs.")
@@ -177,6 +191,7 @@ def train(
     guard = _DivergenceGuard(device, check_every=1 if device.type == "cpu" else 50)
     start = time.perf_counter() - history.wall_time
     epoch = batch = 0
+    graphed = None  # the recorded step, made from the first batch when cuda_graph is on
     try:
         for epoch in range(num_epochs):
             epoch_start = time.perf_counter()
@@ -188,12 +203,17 @@ def train(
                 X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if channels_last:
                     X = X.contiguous(memory_format=torch.channels_last)
-                with autocast:
-                    y_hat = model(X)  # 1. forward
-                    l = loss_fn(y_hat, y)  # 2. loss (mean over the batch)
-                optimizer.zero_grad(set_to_none=True)  # 3. clear old gradients
-                l.backward()  # 4. backward: compute new gradients
-                optimizer.step()  # 5. update the parameters
+                if cuda_graph and graphed is None:
+                    graphed = GraphedStep(model, loss_fn, optimizer, X, y, amp=amp)
+                if graphed is not None and graphed.fits(X):
+                    y_hat, l = graphed.replay(X, y)  # the five steps below, replayed as one graph
+                else:
+                    with autocast:
+                        y_hat = model(X)  # 1. forward
+                        l = loss_fn(y_hat, y)  # 2. loss (mean over the batch)
+                    optimizer.zero_grad(set_to_none=True)  # 3. clear old gradients
+                    l.backward()  # 4. backward: compute new gradients
+                    optimizer.step()  # 5. update the parameters
                 if scheduler is not None:
                     scheduler.step()  # a per-batch schedule: the next step's learning rate
                 with torch.no_grad():

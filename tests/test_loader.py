@@ -112,7 +112,8 @@ def test_augment_keeps_shapes_and_changes_pixels(images):
 
 def test_crop_keeps_the_image_content_shifted(images):
     X = images[:64].float() / 255
-    out = augment_batch(X, Augment(crop_padding=2, flip=False), torch.Generator().manual_seed(0))
+    augment = Augment(crop_padding=2, flip=False)
+    out = augment_batch(X, augment, augment.draw(len(X), torch.Generator().manual_seed(0)))
     for original, cropped in zip(X, out, strict=True):
         # Some shift (dy, dx) in -2..2 maps the original onto the crop, zeros filling the border.
         padded = torch.nn.functional.pad(original, (2, 2, 2, 2))
@@ -122,7 +123,8 @@ def test_crop_keeps_the_image_content_shifted(images):
 
 def test_flip_is_a_left_right_mirror(images):
     X = images[:256].float() / 255
-    out = augment_batch(X, Augment(crop_padding=0, flip=True), torch.Generator().manual_seed(0))
+    augment = Augment(crop_padding=0, flip=True)
+    out = augment_batch(X, augment, augment.draw(len(X), torch.Generator().manual_seed(0)))
     mirrored = torch.tensor([torch.equal(o, x.flip(-1)) for o, x in zip(out, X, strict=True)])
     unchanged = torch.tensor([torch.equal(o, x) for o, x in zip(out, X, strict=True)])
     assert (mirrored | unchanged).all()
