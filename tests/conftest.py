@@ -30,7 +30,14 @@ def _shared_data_root() -> Path | None:
     return None
 
 
+def _fashion_mnist_root() -> Path:
+    """Debian's folder, else ``$CNNBOOK_DATA/fashion-mnist`` (as on a GPU machine without apt)."""
+    from_env = Path(os.environ.get("CNNBOOK_DATA", "/nonexistent")) / "fashion-mnist"
+    return from_env if not FASHION_MNIST_SYSTEM.is_dir() and from_env.is_dir() else FASHION_MNIST_SYSTEM
+
+
 SHARED_DATA = _shared_data_root()  # read before the fixtures below clear $CNNBOOK_DATA
+FASHION_MNIST_ROOT = _fashion_mnist_root()
 
 
 @pytest.fixture(autouse=True)
@@ -44,10 +51,10 @@ def isolated_env(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def fashion_mnist():
-    """The whole of Fashion-MNIST as (train, test) `Split`s, from Debian's package."""
-    if not FASHION_MNIST_SYSTEM.is_dir():
-        pytest.skip(f"no Fashion-MNIST in {FASHION_MNIST_SYSTEM}: apt-get install dataset-fashion-mnist")
-    return cnnbook.read_fashion_mnist(root=FASHION_MNIST_SYSTEM)
+    """The whole of Fashion-MNIST as (train, test) `Split`s, from Debian's package (or $CNNBOOK_DATA)."""
+    if not FASHION_MNIST_ROOT.is_dir():
+        pytest.skip(f"no Fashion-MNIST in {FASHION_MNIST_ROOT}: apt-get install dataset-fashion-mnist")
+    return cnnbook.read_fashion_mnist(root=FASHION_MNIST_ROOT)
 
 
 @pytest.fixture(scope="session")
