@@ -50,8 +50,12 @@ def state_restored(model: nn.Module, optimizer: torch.optim.Optimizer):
             for p, state in optimizer.state.items():
                 before = saved_optimizer.get(p, {})
                 for k, v in state.items():
-                    if torch.is_tensor(v):
-                        v.copy_(before[k]) if k in before else v.zero_()
+                    if not torch.is_tensor(v):
+                        continue
+                    if k in before:
+                        v.copy_(before[k])
+                    else:
+                        v.zero_()
 
 
 class GraphedStep:
