@@ -165,3 +165,20 @@ def test_labels_of_the_wrong_shape_are_refused(images):
 def test_batch_size_zero_is_refused(images):
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0."):
         DeviceLoader(images, torch.zeros(1000, dtype=torch.long), 0)
+
+
+def test_augmentation_is_drawn_once_per_epoch_not_per_batch(images, monkeypatch):
+    # A draw per batch would mean a CPU-to-GPU copy per batch, each one a wait for the GPU.
+    draws = []
+    original = Augment.draw
+    monkeypatch.setattr(Augment, "draw", lambda self, n, g: draws.append(n) or original(self, n, g))
+    loader = index_loader(images, batch_size=100, shuffle=True, augment=Augment())
+    for _ in range(2):
+        assert len(list(loader)) == 10
+    assert draws == [1000, 1000]  # one draw for each epoch's 1,000 images
+
+
+def test_an_augmented_epoch_is_reproducible_from_the_seed(images):
+    a, b = (index_loader(images, shuffle=True, augment=Augment(), seed=5) for _ in range(2))
+    for (Xa, ya), (Xb, yb) in zip(a, b, strict=True):
+        assert torch.equal(ya, yb) and torch.equal(Xa, Xb)
