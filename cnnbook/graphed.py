@@ -76,7 +76,10 @@ class GraphedStep:
         amp: bool = False,
         warm_up_steps: int = 3,
     ):
-        self.model, self.loss_fn, self.optimizer, self.amp = model, loss_fn, optimizer, amp
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        # autocast's weight cache does not survive recording: turn it off.
+        no_autocast = contextlib.nullcontext()
+        self.autocast = torch.autocast("cuda", torch.bfloat16, cache_enabled=False) if amp else no_autocast
         self.static_X, self.static_y = X.clone(), y.clone()  # clone keeps channels_last
         rng = torch.cuda.get_rng_state(X.device)
         with state_restored(model, optimizer):
@@ -94,9 +97,7 @@ class GraphedStep:
             self.y_hat, self.loss = self._step()
 
     def _step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        # autocast's weight cache does not survive recording: turn it off.
-        no_autocast = contextlib.nullcontext()
-        with torch.autocast("cuda", torch.bfloat16, cache_enabled=False) if self.amp else no_autocast:
+        with self.autocast:
             y_hat = self.model(self.static_X)
             loss = self.loss_fn(y_hat, self.static_y)
         loss.backward()  # gradients were None: backward writes them, it does not add

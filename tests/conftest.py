@@ -22,22 +22,23 @@ from cnnbook.datafiles import FASHION_MNIST_SYSTEM
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _shared_data_root() -> Path | None:
-    """Where CI and developers keep CIFAR-10: ``$CNNBOOK_DATA`` or ``../shared/data``."""
+def _shared_data_root(dataset: str) -> Path | None:
+    """The data folder holding ``dataset``'s folder: ``$CNNBOOK_DATA`` or ``../shared/data``."""
     for candidate in (os.environ.get("CNNBOOK_DATA"), REPO.parent / "shared" / "data"):
-        if candidate and (Path(candidate) / "cifar10").is_dir():
+        if candidate and (Path(candidate) / dataset).is_dir():
             return Path(candidate)
     return None
 
 
-def _fashion_mnist_root() -> Path:
-    """Debian's folder, else ``$CNNBOOK_DATA/fashion-mnist`` (as on a GPU machine without apt)."""
-    from_env = Path(os.environ.get("CNNBOOK_DATA", "/nonexistent")) / "fashion-mnist"
-    return from_env if not FASHION_MNIST_SYSTEM.is_dir() and from_env.is_dir() else FASHION_MNIST_SYSTEM
-
-
-SHARED_DATA = _shared_data_root()  # read before the fixtures below clear $CNNBOOK_DATA
-FASHION_MNIST_ROOT = _fashion_mnist_root()
+# Read before the fixtures below clear $CNNBOOK_DATA. Fashion-MNIST comes from Debian's
+# package where it is installed, else from the shared data folder (a GPU machine has no apt).
+SHARED_DATA = _shared_data_root("cifar10")
+_fashion_shared = _shared_data_root("fashion-mnist")
+FASHION_MNIST_ROOT = (
+    _fashion_shared / "fashion-mnist"
+    if _fashion_shared and not FASHION_MNIST_SYSTEM.is_dir()
+    else FASHION_MNIST_SYSTEM
+)
 
 
 @pytest.fixture(autouse=True)
