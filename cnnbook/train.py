@@ -134,8 +134,12 @@ def train(
     loss: defaults to ``nn.CrossEntropyLoss()``.
     init: ``"xavier"`` re-initialises linear and conv weights first (as d2l does);
         ``None`` keeps the model's own initialisation (needed to resume training).
-    amp: run forward and loss in bfloat16 autocast (CUDA only; about 2x on tensor cores).
-    channels_last: store activations as NHWC, the layout cuDNN's fastest conv kernels use.
+    amp: run forward and loss in bfloat16 autocast: about 2x on a GPU's tensor cores, and
+        faster on a CPU with bfloat16 instructions (AVX-512 BF16 or AMX); on other CPUs
+        bfloat16 is emulated and slower than float32.
+    channels_last: store activations as NHWC, the layout the fastest conv kernels use, both
+        cuDNN's and, on a CPU, oneDNN's (which would otherwise convert every NCHW activation
+        to its own layout and back around each convolution).
     compile: ``torch.compile`` the model; a string picks the mode, e.g. ``"reduce-overhead"``
         (CUDA graphs: one launch per step instead of one per kernel). The first epoch pays
         the compilation: tens of seconds.

@@ -3,6 +3,7 @@
 import copy
 import json
 
+import pytest
 import torch
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
@@ -23,8 +24,10 @@ def _small_fashion_mnist(n_train=2048, n_test=512):
     )
 
 
-def test_cnnbook_loop_matches_the_d2l_reference_loop_in_fp32():
-    """Same model, weights, data order and learning rate: the same losses and weights."""
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cnnbook_loop_matches_the_d2l_reference_loop_in_fp32(channels_last):
+    """Same model, weights, data order and learning rate: the same losses and weights, in
+    either memory layout (channels-last changes which kernels run, not what they compute)."""
     cnnbook.use_profile("full")
     train, test = _small_fashion_mnist()
     torch.manual_seed(0)
@@ -44,20 +47,24 @@ def test_cnnbook_loop_matches_the_d2l_reference_loop_in_fp32():
 
     fast_train = cnnbook.DeviceLoader(torch.from_numpy(train.images), torch.from_numpy(train.labels), 256)
     fast_test = cnnbook.DeviceLoader(torch.from_numpy(test.images), torch.from_numpy(test.labels), 256)
-    history = cnnbook.train(fast_net, fast_train, fast_test, 2, 0.9, "cpu", init=None, plot=False)
+    history = cnnbook.train(
+        fast_net, fast_train, fast_test, 2, 0.9, "cpu", init=None, plot=False, channels_last=channels_last
+    )
 
     torch.testing.assert_close(history.train_loss, reference_losses, rtol=1e-5, atol=1e-6)
     for fast_p, reference_p in zip(fast_net.parameters(), reference_net.parameters()):
         torch.testing.assert_close(fast_p, reference_p, rtol=1e-4, atol=1e-5)
 
 
-def test_bench_short_mode_runs_and_reports(tmp_path, capsys):
+@pytest.mark.parametrize("options", [[], ["--channels-last", "--amp"]])
+def test_bench_short_mode_runs_and_reports(tmp_path, capsys, options):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--short", "--workers", "2", "--json", str(out)]) == 0
+    assert main(["bench", "--short", "--workers", "2", "--json", str(out), *options]) == 0
     printed = capsys.readouterr().out
     assert "d2l-style:" in printed and "cnnbook:" in printed and "speed-up:" in printed
     results = json.loads(out.read_text())
     assert results["model"] == "lenet" and results["train_examples"] == 4096
+    assert results["options"]["channels_last"] == results["options"]["amp"] == bool(options)
     assert results["d2l_style"]["examples_per_sec"] > 0 and results["cnnbook"]["examples_per_sec"] > 0
     assert (
         results["speedup"]
