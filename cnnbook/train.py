@@ -118,7 +118,7 @@ def train(
     loss: nn.Module | None = None,
     init: str | None = "xavier",
     amp: bool = False,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     compile: bool | str = False,
     cuda_graph: bool = False,
     plot: bool = True,
@@ -137,9 +137,11 @@ def train(
     amp: run forward and loss in bfloat16 autocast: about 2x on a GPU's tensor cores, and
         faster on a CPU with bfloat16 instructions (AVX-512 BF16 or AMX); on other CPUs
         bfloat16 is emulated and slower than float32.
-    channels_last: store activations as NHWC, the layout the fastest conv kernels use, both
-        cuDNN's and, on a CPU, oneDNN's (which would otherwise convert every NCHW activation
-        to its own layout and back around each convolution).
+    channels_last: store image batches and activations as NHWC, the layout the fastest conv
+        kernels use, both cuDNN's and, on a CPU, oneDNN's (which would otherwise convert every
+        NCHW activation to its own layout and back around each convolution). ``None`` (the
+        default) means on for a CPU, where it measured 1.03x to 1.7x faster per step on this
+        book's networks, and off elsewhere: on a GPU it pays with ``amp``, so pass ``True``.
     compile: ``torch.compile`` the model; a string picks the mode, e.g. ``"reduce-overhead"``
         (CUDA graphs: one launch per step instead of one per kernel). The first epoch pays
         the compilation: tens of seconds.
@@ -173,8 +175,9 @@ def train(
     if init == "xavier":
         net.apply(init_xavier)
     net.to(device)
+    channels_last = uses_channels_last(channels_last, device)
     if channels_last:
-        net.to(memory_format=torch.channels_last)
+        net.to(memory_format=torch.channels_last)  # 4-D weights only; others keep their layout
     model = net
     if compile:
         model = torch.compile(net, mode=compile if isinstance(compile, str) else None)
@@ -205,7 +208,7 @@ def train(
             seen = 0
             for batch, (X, y) in enumerate(itertools.islice(train_iter, train_batches)):
                 X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if channels_last:
+                if channels_last and X.dim() == 4:  # image batches; other inputs have no channels
                     X = X.contiguous(memory_format=torch.channels_last)
                 if cuda_graph and graphed is None:
                     graphed = GraphedStep(model, loss_fn, optimizer, X, y, amp=amp)
@@ -258,6 +261,11 @@ def train(
         )
     print(history.summary())
     return history
+
+
+def uses_channels_last(channels_last: bool | None, device: torch.device) -> bool:
+    """Whether `train` stores image batches as NHWC: ``channels_last`` if given, else only on a CPU."""
+    return device.type == "cpu" if channels_last is None else channels_last
 
 
 def compute_cap(

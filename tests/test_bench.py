@@ -56,15 +56,17 @@ def test_cnnbook_loop_matches_the_d2l_reference_loop_in_fp32(channels_last):
         torch.testing.assert_close(fast_p, reference_p, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("options", [[], ["--channels-last", "--amp"]])
-def test_bench_short_mode_runs_and_reports(tmp_path, capsys, options):
+@pytest.mark.parametrize(
+    ("options", "channels_last", "amp"), [([], True, False), (["--no-channels-last", "--amp"], False, True)]
+)
+def test_bench_short_mode_runs_and_reports(tmp_path, capsys, options, channels_last, amp):
     out = tmp_path / "bench.json"
     assert main(["bench", "--short", "--workers", "2", "--json", str(out), *options]) == 0
     printed = capsys.readouterr().out
     assert "d2l-style:" in printed and "cnnbook:" in printed and "speed-up:" in printed
     results = json.loads(out.read_text())
     assert results["model"] == "lenet" and results["train_examples"] == 4096
-    assert results["options"]["channels_last"] == results["options"]["amp"] == bool(options)
+    assert (results["options"]["channels_last"], results["options"]["amp"]) == (channels_last, amp)
     assert results["d2l_style"]["examples_per_sec"] > 0 and results["cnnbook"]["examples_per_sec"] > 0
     assert (
         results["speedup"]

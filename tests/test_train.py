@@ -10,6 +10,7 @@ import cnnbook
 import cnnbook.config
 import cnnbook.data
 from cnnbook import History, TrainingDivergedError, accuracy, evaluate_accuracy
+from cnnbook.train import uses_channels_last
 
 
 def modern_lenet() -> nn.Sequential:
@@ -98,6 +99,31 @@ def test_train_loss_is_the_mean_over_all_examples(fashion_loaders):
         modern_lenet(), train_iter, test_iter, 1, lr=0.1, loss=BatchNumberLoss(), plot=False
     )
     assert history.train_loss == [pytest.approx((1 * 100 + 2 * 100 + 3 * 56) / 256)]
+
+
+@pytest.mark.parametrize("channels_last", [None, True, False])
+def test_channels_last_is_the_cpu_default_and_can_be_turned_off(fashion_loaders, channels_last):
+    """The stored layout of the conv weights shows which one training used."""
+    train_iter, test_iter = fashion_loaders(batch_size=128, n_train=256)
+    net = modern_lenet()
+    cnnbook.train(
+        net, train_iter, test_iter, 1, lr=0.1, device="cpu", channels_last=channels_last, plot=False
+    )
+    conv = net[3].weight  # the second conv: a single-channel one is both layouts at once
+    expected = channels_last is not False  # None: on, because this run is on a CPU
+    assert conv.is_contiguous(memory_format=torch.channels_last) == expected
+    assert conv.is_contiguous() != expected
+    assert uses_channels_last(None, torch.device("cuda")) is False
+
+
+def test_inputs_without_channels_train_under_the_channels_last_default():
+    """A network on flat feature vectors (no image layout to change) trains as before."""
+    torch.manual_seed(0)
+    X, y = torch.randn(64, 20), torch.randint(0, 3, (64,))
+    batches = [(X[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+    net = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 3))
+    history = cnnbook.train(net, batches, batches, 2, lr=0.1, device="cpu", plot=False)
+    assert len(history.epochs) == 2 and history.train_loss[1] < history.train_loss[0]
 
 
 # ------------------------------------------------------------------------ interrupted runs
