@@ -14,6 +14,7 @@ Example::
     python -m cnnbook bench --model lenet --amp --compile   # fastest on a CPU (channels-last is its default)
     python -m cnnbook bench --model resnet --device cuda --amp --channels-last
     python -m cnnbook bench --short --json bench.json      # what CI runs
+    python -m cnnbook bench --layouts --model resnet         # one step in NCHW against channels-last
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from cnnbook import models
-from cnnbook.config import device_name, seed_everything, try_gpu, use_profile
+from cnnbook.config import device_name, seed_everything, synchronize, try_gpu, use_profile
 from cnnbook.data import ImageArrayDataset, balanced_subset
 from cnnbook.datafiles import Split, read_fashion_mnist
+from cnnbook.layouts import compare_layouts
 from cnnbook.loader import DeviceLoader
 from cnnbook.train import init_xavier, train, uses_channels_last
 
@@ -108,6 +110,11 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--cuda-graph", action="store_true", help="cnnbook side: replay each training step as one CUDA graph"
+    )
+    parser.add_argument(
+        "--layouts",
+        action="store_true",
+        help="instead of the two loops: time --model's training step in NCHW and in channels-last",
     )
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the d2l loop (d2l: 4)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -194,6 +201,8 @@ def run(args) -> dict:
     """Run the benchmark described by parsed ``args``; returns the results as a dict."""
     workload = WORKLOADS[args.model]
     device = torch.device(args.device) if args.device else try_gpu()
+    if args.layouts:
+        return run_layouts(args, workload, device)
     use_profile("full")  # the benchmark picks its own data sizes
     epochs = 1 if args.short else args.epochs
     train_split, test_split = read_fashion_mnist()
@@ -236,10 +245,10 @@ def run(args) -> dict:
         flush=True,
     )
     for epoch in range(epochs):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         loss, acc = d2l_train_epoch(reference_net, d2l_train, d2l_test, reference_opt, device, figure)
-        _sync(device)
+        synchronize(device)
         reference.epoch_seconds.append(time.perf_counter() - start)
         reference.train_loss.append(loss)
         reference.test_acc.append(acc)
@@ -309,9 +318,26 @@ def run(args) -> dict:
     return results
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def run_layouts(args, workload: Workload, device: torch.device) -> dict:
+    """``--layouts``: one training step of the workload's model in NCHW and in channels-last."""
+    size = workload.resize or 28
+    shape = (workload.batch_size, 1, size, size)
+    seed_everything(0)
+    net = workload.build()
+    net.apply(init_xavier)
+    steps, rounds = (1, 1) if args.short else (5, 3)
+    print(f"layouts: {args.model}, batch {shape}, on {device} ({device_name(device)})", flush=True)
+    results = {"model": args.model, "device": str(device), "device_name": device_name(device)}
+    results |= compare_layouts(net, shape, workload.lr, device, steps=steps, rounds=rounds)
+    print(
+        f"NCHW:          {results['nchw_seconds_per_step'] * 1e3:9.1f} ms per training step\n"
+        f"channels-last: {results['channels_last_seconds_per_step'] * 1e3:9.1f} ms per training step\n"
+        f"speed-up:      {results['speedup']:9.2f}x (best of {rounds} round(s) of {steps} step(s) each)"
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
 
 
 def main(args) -> int:

@@ -143,6 +143,13 @@ def device_name(device: torch.device | str) -> str:
     return f"{_cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait until ``device`` has finished the work queued on it (GPU calls return before it is
+    done), so that a clock read afterwards measures finished work. A no-op on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

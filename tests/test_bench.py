@@ -14,6 +14,7 @@ from cnnbook.__main__ import main
 from cnnbook.bench import WORKLOADS, SamePermutations, d2l_train_epoch
 from cnnbook.data import ImageArrayDataset, balanced_subset
 from cnnbook.datafiles import Split, read_fashion_mnist
+from cnnbook.layouts import compare_layouts
 
 
 def _small_fashion_mnist(n_train=2048, n_test=512):
@@ -102,3 +103,22 @@ def test_the_reference_loop_visits_examples_in_the_cnnbook_loaders_order():
     sampler = SamePermutations(1000, seed=3)
     for _ in range(2):  # a new, identical permutation each epoch
         assert torch.cat([y for _, y in loader]).tolist() == list(sampler)
+
+
+def test_bench_layouts_times_both_layouts_and_reports_their_ratio(tmp_path, capsys):
+    out = tmp_path / "layouts.json"
+    assert main(["bench", "--layouts", "--short", "--device", "cpu", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "NCHW:" in printed and "channels-last:" in printed and "speed-up:" in printed
+    results = json.loads(out.read_text())
+    assert results["nchw_seconds_per_step"] > 0 and results["channels_last_seconds_per_step"] > 0
+    assert results["speedup"] == results["nchw_seconds_per_step"] / results["channels_last_seconds_per_step"]
+
+
+def test_compare_layouts_leaves_the_given_network_as_it_was():
+    """Both layouts train copies: the caller's network keeps its weights and its layout."""
+    net = cnnbook.models.lenet()
+    before = [p.detach().clone() for p in net.parameters()]
+    compare_layouts(net, (8, 1, 28, 28), lr=0.1, device=torch.device("cpu"), steps=1, rounds=1)
+    for p, p0 in zip(net.parameters(), before):
+        assert torch.equal(p, p0) and p.is_contiguous()

@@ -1,0 +1,72 @@
+"""``python -m cnnbook bench --layouts``: one training step in NCHW against channels-last (NHWC).
+
+The same network from the same initial weights takes training steps on the same random
+batch in both memory layouts, in turn (interleaved, so a machine that slows down affects
+both alike); each layout keeps its best round. This is the measurement behind
+`cnnbook.train`'s default of channels-last on a CPU.
+
+Example::
+
+    python -m cnnbook bench --layouts --model resnet --device cpu
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from torch import nn
+
+from cnnbook.config import synchronize
+
+
+def seconds_per_step(net: nn.Module, X: torch.Tensor, y: torch.Tensor, lr: float, steps: int) -> float:
+    """Mean seconds of ``steps`` SGD training steps of ``net`` on the batch ``(X, y)``."""
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    synchronize(X.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = loss_fn(net(X), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    synchronize(X.device)
+    return (time.perf_counter() - start) / steps
+
+
+def compare_layouts(
+    net: nn.Module,
+    input_shape: tuple[int, ...],
+    lr: float,
+    device: torch.device,
+    steps: int = 5,
+    rounds: int = 3,
+) -> dict:
+    """Seconds per training step of ``net`` in NCHW and in channels-last, and their ratio.
+
+    ``input_shape`` is one batch's ``(N, C, H, W)``. Each layout first takes one untimed step
+    (one-off costs: allocations, kernel choices), then ``rounds`` timed rounds of ``steps``.
+    """
+    X = torch.rand(input_shape, device=device)
+    y = torch.randint(0, 10, (input_shape[0],), device=device)
+    nets = {
+        "nchw": (copy.deepcopy(net).to(device), X),
+        "channels_last": (
+            copy.deepcopy(net).to(device, memory_format=torch.channels_last),
+            X.contiguous(memory_format=torch.channels_last),
+        ),
+    }
+    best = {}
+    for model, batch in nets.values():
+        seconds_per_step(model, batch, y, lr, steps=1)
+    for _ in range(rounds):
+        for layout, (model, batch) in nets.items():
+            seconds = seconds_per_step(model, batch, y, lr, steps)
+            best[layout] = min(seconds, best.get(layout, seconds))
+    return {
+        "nchw_seconds_per_step": best["nchw"],
+        "channels_last_seconds_per_step": best["channels_last"],
+        "speedup": best["nchw"] / best["channels_last"],
+    }
