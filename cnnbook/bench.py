@@ -304,18 +304,16 @@ def run(args) -> dict:
         "cnnbook": asdict(fast) | {"examples_per_sec": fast_rate},
         "speedup": fast_rate / ref_rate,
     }
-    print(
+    return _report(
+        results,
         f"d2l-style: {ref_rate:9,.0f} examples/s, epoch {n / ref_rate:6.2f} s, final test acc "
         f"{reference.test_acc[-1]:.3f}\n"
         f"cnnbook:   {fast_rate:9,.0f} examples/s, epoch {n / fast_rate:6.2f} s, final test acc "
         f"{fast.test_acc[-1]:.3f}\n"
         f"speed-up:  {results['speedup']:.2f}x (whole epochs, evaluation included"
-        f"{', epochs after the first' if epochs > 1 else ''})"
+        f"{', epochs after the first' if epochs > 1 else ''})",
+        args.json,
     )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return results
 
 
 def run_layouts(args, workload: Workload, device: torch.device) -> dict:
@@ -329,13 +327,20 @@ def run_layouts(args, workload: Workload, device: torch.device) -> dict:
     print(f"layouts: {args.model}, batch {shape}, on {device} ({device_name(device)})", flush=True)
     results = {"model": args.model, "device": str(device), "device_name": device_name(device)}
     results |= compare_layouts(net, shape, workload.lr, device, steps=steps, rounds=rounds)
-    print(
+    return _report(
+        results,
         f"NCHW:          {results['nchw_seconds_per_step'] * 1e3:9.1f} ms per training step\n"
         f"channels-last: {results['channels_last_seconds_per_step'] * 1e3:9.1f} ms per training step\n"
-        f"speed-up:      {results['speedup']:9.2f}x (best of {rounds} round(s) of {steps} step(s) each)"
+        f"speed-up:      {results['speedup']:9.2f}x (best of {rounds} round(s) of {steps} step(s) each)",
+        args.json,
     )
-    if args.json:
-        with open(args.json, "w") as f:
+
+
+def _report(results: dict, summary: str, json_path: str | None) -> dict:
+    """Print the summary, write the results to ``json_path`` if given, and return them."""
+    print(summary)
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(results, f, indent=2)
     return results
 
