@@ -47,11 +47,9 @@ lab: setup
 	CNNBOOK_PROFILE=$${CNNBOOK_PROFILE:-quick} $(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) chapters
 
 # Two pytest workers on two cores: one math thread each, since two processes each spinning
-# two OpenMP threads on two cores slow each other down many times over. Each file goes to one
-# worker, in the order given: the chapters (a few minutes each) first, so that the many short
-# test files fill the gaps at the end instead of one worker finishing a chapter alone.
+# two OpenMP threads on two cores slow each other down many times over.
 test: setup
-	OMP_NUM_THREADS=1 CNNBOOK_PROFILE=quick $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --durations=15 chapters tests
+	OMP_NUM_THREADS=1 CNNBOOK_PROFILE=quick $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --durations=15 tests chapters
 
 outputs: setup
 	CNNBOOK_PROFILE=full $(PY) -m cnnbook execute chapters/*.ipynb
