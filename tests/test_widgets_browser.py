@@ -225,12 +225,14 @@ def test_sliders_run_and_train_live_in_jupyterlab(browser, lab):  # noqa: F811
     wait_for_text(page, "press Run", 60_000)
     run = page.locator("button.widget-button", has_text="Run")
     cancel = page.locator("button.widget-button", has_text="Cancel")
-    step_to(page, 4, "2")  # epochs 10 -> 2
+    # 10 epochs take long enough to see the progress line and cancel before the run ends,
+    # even on a loaded machine (a 2-epoch run could finish between two looks at the page).
+    assert readout(page, 4).inner_text().strip() == "10"
     run.click()
-    wait_for_text(page, "epochs 2: epoch 1/2", 120_000)  # the first batch has trained
+    wait_for_text(page, "lr 0.1, epochs 10: epoch ", 120_000)  # a batch has trained
     cancel.click()
-    wait_for_text(page, "Cancelled: lr 0.1, epochs 2", 60_000)
-    step_to(page, 4, "1")  # back to 1 epoch
+    wait_for_text(page, "Cancelled: lr 0.1, epochs 10", 60_000)
+    step_to(page, 4, "1")  # 10 epochs -> 1
     run.click()
     wait_for_text(page, "after 1 epoch:", 180_000)
     shown = visible_text(page, outputs)
