@@ -130,8 +130,9 @@ class Explorer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None
-        if run_on_change and live:
-            for slider in self.sliders:
+        for slider in self.sliders if live else []:
+            slider.observe(lambda _: self._say_what_run_computes(), names="index")
+            if run_on_change:
                 slider.observe(lambda _: self._run_soon(debounce), names="index")
 
     def _nested_stacks(self, prefix: tuple[int, ...]):
@@ -227,6 +228,18 @@ class Explorer:
         self._stop.set()
         if wait and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+
+    def _say_what_run_computes(self) -> None:
+        """When the sliders rest on settings without a result, name them in the status line.
+
+        The kernel learns a slider's position from a message that the browser may send *after*
+        a quick click on Run (it holds back slider updates while the kernel is busy), and Run
+        computes the position the kernel knows. This line shows that position.
+        """
+        running = self._thread is not None and self._thread.is_alive()
+        index = self.index()
+        if not running and index not in self.computed:
+            self.status.value = f"{html.escape(self.describe(index))}: not computed yet; press Run."
 
     def _run_soon(self, delay: float) -> None:
         """Debounce: run once the sliders have rested for ``delay`` seconds, if nothing is shown."""

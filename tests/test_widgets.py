@@ -88,6 +88,20 @@ def test_run_computes_the_chosen_settings_in_a_thread_and_cancel_stops_it():
     assert explorer.run_button.disabled is False
 
 
+def test_the_status_line_names_the_settings_run_would_compute():
+    explorer = Explorer(product, {"a": [1, 2], "b": [5, 6]})
+    explorer.show_result((0, 0), "<p>stored</p>")
+    explorer.status.value = "before"
+    explorer.sliders[1].index = 1  # (0, 1) has no result: the line says so, naming it
+    assert explorer.status.value == "a 1, b 6: not computed yet; press Run."
+    explorer.status.value = "before"
+    explorer.sliders[1].index = 0  # (0, 0) has one: the line keeps what it said
+    assert explorer.status.value == "before"
+    quiet = Explorer(product, {"a": [1, 2]}, live=False)  # no Run button: nothing to announce
+    quiet.sliders[0].index = 1
+    assert quiet.status.value == ""
+
+
 def test_a_live_run_draws_its_result_in_place_and_a_failure_is_shown():
     explorer = Explorer(product, {"a": [1, 2], "b": [5]})
     explorer.sliders[0].index = 1

@@ -233,6 +233,9 @@ def test_sliders_run_and_train_live_in_jupyterlab(browser, lab):  # noqa: F811
     cancel.click()
     wait_for_text(page, "Cancelled: lr 0.1, epochs 10", 60_000)
     step_to(page, 4, "1")  # 10 epochs -> 1
+    # The browser holds back slider updates while the kernel is busy, and a click can
+    # overtake them: press Run once the kernel's status line names the new position.
+    wait_for_text(page, "lr 0.1, epochs 1: not computed yet", 60_000)
     run.click()
     wait_for_text(page, "after 1 epoch:", 180_000)
     shown = visible_text(page, outputs)
