@@ -130,10 +130,11 @@ class Explorer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None
-        for slider in self.sliders if live else []:
-            slider.observe(lambda _: self._say_what_run_computes(), names="index")
-            if run_on_change:
-                slider.observe(lambda _: self._run_soon(debounce), names="index")
+        if live:  # a slider's move matters to the kernel only where Run can compute
+            for slider in self.sliders:
+                slider.observe(lambda _: self._say_what_run_computes(), names="index")
+                if run_on_change:
+                    slider.observe(lambda _: self._run_soon(debounce), names="index")
 
     def _nested_stacks(self, prefix: tuple[int, ...]):
         """One ``Stack`` per slider level, its ``selected_index`` linked in the browser to the slider."""
