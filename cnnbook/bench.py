@@ -15,6 +15,7 @@ Example::
     python -m cnnbook bench --model resnet --device cuda --amp --channels-last
     python -m cnnbook bench --short --json bench.json      # what CI runs
     python -m cnnbook bench --layouts --model resnet         # one step in NCHW against channels-last
+    python -m cnnbook bench --operators --model alexnet      # where one step's time goes, by operator
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from cnnbook.data import ImageArrayDataset, balanced_subset
 from cnnbook.datafiles import Split, read_fashion_mnist
 from cnnbook.layouts import compare_layouts
 from cnnbook.loader import DeviceLoader
+from cnnbook.operators import operator_table, profile_operators
 from cnnbook.train import init_xavier, train, uses_channels_last
 
 
@@ -115,6 +117,12 @@ def add_arguments(parser) -> None:
         "--layouts",
         action="store_true",
         help="instead of the two loops: time --model's training step in NCHW and in channels-last",
+    )
+    parser.add_argument(
+        "--operators",
+        action="store_true",
+        help="instead of the two loops: where --model's training step spends its time, operator by "
+        "operator (torch.profiler; honours --amp and --channels-last)",
     )
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the d2l loop (d2l: 4)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -203,6 +211,8 @@ def run(args) -> dict:
     device = torch.device(args.device) if args.device else try_gpu()
     if args.layouts:
         return run_layouts(args, workload, device)
+    if args.operators:
+        return run_operators(args, workload, device)
     use_profile("full")  # the benchmark picks its own data sizes
     epochs = 1 if args.short else args.epochs
     train_split, test_split = read_fashion_mnist()
@@ -316,13 +326,18 @@ def run(args) -> dict:
     )
 
 
-def run_layouts(args, workload: Workload, device: torch.device) -> dict:
-    """``--layouts``: one training step of the workload's model in NCHW and in channels-last."""
+def _initialised_net_and_batch_shape(workload: Workload) -> tuple[nn.Module, tuple[int, int, int, int]]:
+    """The workload's model, Xavier-initialised from seed 0, and the shape of one of its batches."""
     size = workload.resize or 28
-    shape = (workload.batch_size, 1, size, size)
     seed_everything(0)
     net = workload.build()
     net.apply(init_xavier)
+    return net, (workload.batch_size, 1, size, size)
+
+
+def run_layouts(args, workload: Workload, device: torch.device) -> dict:
+    """``--layouts``: one training step of the workload's model in NCHW and in channels-last."""
+    net, shape = _initialised_net_and_batch_shape(workload)
     steps, rounds = (1, 1) if args.short else (5, 3)
     print(f"layouts: {args.model}, batch {shape}, on {device} ({device_name(device)})", flush=True)
     results = {"model": args.model, "device": str(device), "device_name": device_name(device)}
@@ -332,6 +347,33 @@ def run_layouts(args, workload: Workload, device: torch.device) -> dict:
         f"NCHW:          {results['nchw_seconds_per_step'] * 1e3:9.1f} ms per training step\n"
         f"channels-last: {results['channels_last_seconds_per_step'] * 1e3:9.1f} ms per training step\n"
         f"speed-up:      {results['speedup']:9.2f}x (best of {rounds} round(s) of {steps} step(s) each)",
+        args.json,
+    )
+
+
+def run_operators(args, workload: Workload, device: torch.device) -> dict:
+    """``--operators``: the operators that take the time of one training step of the workload's model."""
+    if args.compile or args.cuda_graph:
+        raise SystemExit(
+            "bench --operators profiles the step operator by operator, as the eager loop runs it; "
+            "--compile and --cuda-graph fuse or replay the operators out of its sight. Leave them off."
+        )
+    net, shape = _initialised_net_and_batch_shape(workload)
+    channels_last = uses_channels_last(args.channels_last, device)
+    steps = 1 if args.short else 5
+    options = ", ".join(
+        ["channels-last" if channels_last else "NCHW"] + (["bf16 autocast"] if args.amp else [])
+    )
+    where = f"on {device} ({device_name(device)})"
+    print(f"operators: {args.model} training step, batch {shape}, {options}, {where}")
+    results = {"model": args.model, "device": str(device), "device_name": device_name(device)}
+    results |= {"batch_shape": list(shape), "amp": args.amp, "channels_last": channels_last}
+    results |= profile_operators(net, shape, workload.lr, device, args.amp, channels_last, steps)
+    clock = "GPU kernel time" if device.type == "cuda" else "CPU time"
+    return _report(
+        results,
+        f"{results['seconds_per_step'] * 1e3:.1f} ms per training step (without the profiler); "
+        f"each operator's own {clock} over {steps} profiled step(s):\n{operator_table(results['operators'])}",
         args.json,
     )
 

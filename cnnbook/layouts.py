@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 
@@ -21,14 +22,21 @@ from torch import nn
 from cnnbook.config import synchronize
 
 
-def seconds_per_step(net: nn.Module, X: torch.Tensor, y: torch.Tensor, lr: float, steps: int) -> float:
-    """Mean seconds of ``steps`` SGD training steps of ``net`` on the batch ``(X, y)``."""
+def seconds_per_step(
+    net: nn.Module, X: torch.Tensor, y: torch.Tensor, lr: float, steps: int, amp: bool = False
+) -> float:
+    """Mean seconds of ``steps`` SGD training steps of ``net`` on the batch ``(X, y)``.
+
+    ``amp``: forward and loss in bfloat16 autocast, as `cnnbook.train` runs them with ``amp=True``.
+    """
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
+    autocast = torch.autocast(X.device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     synchronize(X.device)
     start = time.perf_counter()
     for _ in range(steps):
-        loss = loss_fn(net(X), y)
+        with autocast:
+            loss = loss_fn(net(X), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -2,6 +2,7 @@
 
 import copy
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from cnnbook.bench import WORKLOADS, SamePermutations, d2l_train_epoch
 from cnnbook.data import ImageArrayDataset, balanced_subset
 from cnnbook.datafiles import Split, read_fashion_mnist
 from cnnbook.layouts import compare_layouts
+from cnnbook.operators import operator_times, profile_operators
 
 
 def _small_fashion_mnist(n_train=2048, n_test=512):
@@ -122,3 +124,61 @@ def test_compare_layouts_leaves_the_given_network_as_it_was():
     compare_layouts(net, (8, 1, 28, 28), lr=0.1, device=torch.device("cpu"), steps=1, rounds=1)
     for p, p0 in zip(net.parameters(), before):
         assert torch.equal(p, p0) and p.is_contiguous()
+
+
+def test_bench_operators_lists_the_steps_operators_with_their_share_of_the_time(tmp_path, capsys):
+    out = tmp_path / "operators.json"
+    assert main(["bench", "--operators", "--short", "--device", "cpu", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ms per training step" in printed and "aten::convolution_backward" in printed
+    results = json.loads(out.read_text())
+    assert results["seconds_per_step"] > 0 and results["channels_last"] is True and results["amp"] is False
+    operators = {row["name"]: row for row in results["operators"]}
+    # LeNet has two convolutions: each step runs each forward once and backward once.
+    assert operators["aten::convolution_backward"]["calls_per_step"] == 2
+    assert operators["aten::mkldnn_convolution"]["calls_per_step"] == 2
+    times = [row["seconds_per_step"] for row in results["operators"]]
+    assert times == sorted(times, reverse=True) and min(times) > 0
+    assert sum(row["share"] for row in results["operators"]) == pytest.approx(1.0)
+
+
+def test_bench_operators_refuses_options_that_hide_the_operators():
+    with pytest.raises(SystemExit, match="Leave them off"):
+        main(["bench", "--operators", "--short", "--device", "cpu", "--cuda-graph"])
+
+
+def test_the_profiled_step_runs_in_bf16_with_amp_and_leaves_the_network_as_it_was():
+    net = cnnbook.models.lenet()
+    before = [p.detach().clone() for p in net.parameters()]
+    casts = {}
+    for amp in (False, True):
+        result = profile_operators(net, (8, 1, 28, 28), lr=0.1, device=torch.device("cpu"), amp=amp, steps=1)
+        casts[amp] = {row["name"]: row["calls_per_step"] for row in result["operators"]}.get(
+            "aten::_to_copy", 0
+        )
+    # autocast casts each of LeNet's 10 weights and biases (and the input) to bfloat16 in every step
+    assert casts[True] >= casts[False] + 10
+    for p, p0 in zip(net.parameters(), before):
+        assert torch.equal(p, p0)
+
+
+def test_on_a_gpu_each_kernels_time_is_counted_once_in_the_operator_that_launched_it():
+    """Kernel rows carry the same time as their operator's own device time: only operators count."""
+    cpu, cuda = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
+    rows = [
+        SimpleNamespace(key="aten::cudnn_convolution", device_type=cpu, count=4, self_cpu_time_total=50,
+                        self_device_time_total=3000),
+        SimpleNamespace(key="aten::relu_", device_type=cpu, count=4, self_cpu_time_total=40,
+                        self_device_time_total=1000),
+        SimpleNamespace(key="aten::conv2d", device_type=cpu, count=4, self_cpu_time_total=10,
+                        self_device_time_total=0),
+        SimpleNamespace(key="sm90_xmma_fprop_kernel", device_type=cuda, count=4, self_cpu_time_total=0,
+                        self_device_time_total=3000),
+    ]  # fmt: skip
+    on_gpu = operator_times(rows, torch.device("cuda"), steps=2)
+    assert [(r.name, r.seconds_per_step, r.calls_per_step, r.share) for r in on_gpu] == [
+        ("aten::cudnn_convolution", 1.5e-3, 2, 0.75),
+        ("aten::relu_", 0.5e-3, 2, 0.25),
+    ]
+    on_cpu = operator_times(rows, torch.device("cpu"), steps=2)
+    assert [r.name for r in on_cpu] == ["aten::cudnn_convolution", "aten::relu_", "aten::conv2d"]
