@@ -56,6 +56,8 @@ def profile_operators(
     more run under it. Returns ``{"seconds_per_step", "profiled_steps", "operators"}``, the
     operators as dicts of `OperatorTime`'s fields.
     """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as in cnnbook.train: the fastest conv kernels per shape
     net = copy.deepcopy(net).to(device)
     X = torch.rand(input_shape, device=device)
     y = torch.randint(0, 10, (input_shape[0],), device=device)
