@@ -44,6 +44,20 @@ def seconds_per_step(
     return (time.perf_counter() - start) / steps
 
 
+def random_batch(input_shape: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of random images of ``input_shape`` and random labels of 10 classes (as Fashion-MNIST's)."""
+    return torch.rand(input_shape, device=device), torch.randint(0, 10, (input_shape[0],), device=device)
+
+
+def copy_in_layout(net: nn.Module, X: torch.Tensor, channels_last: bool) -> tuple[nn.Module, torch.Tensor]:
+    """A copy of ``net`` on ``X``'s device, and ``X``: both in channels-last if ``channels_last``."""
+    net = copy.deepcopy(net).to(X.device)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+        X = X.contiguous(memory_format=torch.channels_last)
+    return net, X
+
+
 def compare_layouts(
     net: nn.Module,
     input_shape: tuple[int, ...],
@@ -59,15 +73,8 @@ def compare_layouts(
     untimed step (one-off costs: allocations, kernel choices), then ``rounds`` timed rounds
     of ``steps``.
     """
-    X = torch.rand(input_shape, device=device)
-    y = torch.randint(0, 10, (input_shape[0],), device=device)
-    nets = {
-        "nchw": (copy.deepcopy(net).to(device), X),
-        "channels_last": (
-            copy.deepcopy(net).to(device, memory_format=torch.channels_last),
-            X.contiguous(memory_format=torch.channels_last),
-        ),
-    }
+    X, y = random_batch(input_shape, device)
+    nets = {"nchw": copy_in_layout(net, X, False), "channels_last": copy_in_layout(net, X, True)}
     best = {}
     for model, batch in nets.values():
         seconds_per_step(model, batch, y, lr, steps=1)

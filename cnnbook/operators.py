@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -24,7 +23,7 @@ from torch import nn
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from cnnbook.layouts import seconds_per_step
+from cnnbook.layouts import copy_in_layout, random_batch, seconds_per_step
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,8 @@ def profile_operators(
     """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as in cnnbook.train: the fastest conv kernels per shape
-    net = copy.deepcopy(net).to(device)
-    X = torch.rand(input_shape, device=device)
-    y = torch.randint(0, 10, (input_shape[0],), device=device)
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-        X = X.contiguous(memory_format=torch.channels_last)
+    X, y = random_batch(input_shape, device)
+    net, X = copy_in_layout(net, X, channels_last)
     seconds_per_step(net, X, y, lr, steps, amp=amp)
     seconds = seconds_per_step(net, X, y, lr, steps, amp=amp)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -82,16 +77,14 @@ def operator_times(averages, device: torch.device, steps: int) -> list[OperatorT
     The rows of GPU kernels are left out: each kernel's time is already in the row of the
     operator that launched it (its own device time), and counting both would count it twice.
     """
-    own_time = {  # microseconds over all profiled steps
-        row.key: row.self_device_time_total if device.type == "cuda" else row.self_cpu_time_total
-        for row in averages
-        if row.device_type == DeviceType.CPU
-    }
-    calls = {row.key: row.count for row in averages if row.device_type == DeviceType.CPU}
-    total = sum(own_time.values()) or 1
+    operators = [row for row in averages if row.device_type == DeviceType.CPU]
+    own_time = [  # microseconds over all profiled steps
+        row.self_device_time_total if device.type == "cuda" else row.self_cpu_time_total for row in operators
+    ]
+    total = sum(own_time) or 1
     rows = [
-        OperatorTime(name, micros / 1e6 / steps, calls[name] / steps, micros / total)
-        for name, micros in own_time.items()
+        OperatorTime(row.key, micros / 1e6 / steps, row.count / steps, micros / total)
+        for row, micros in zip(operators, own_time)
         if micros > 0
     ]
     return sorted(rows, key=lambda row: row.seconds_per_step, reverse=True)
