@@ -68,14 +68,22 @@ def _command_assign(args) -> int:
 
 def _command_grade(args) -> int:
     from cnnbook.grade import Limits, grade
+    from cnnbook.sandbox import SandboxLimits, SandboxUnavailable
 
     sources = [Path(p) for p in args.source]
     sources = [n for p in sources for n in (sorted(p.glob("*.ipynb")) if p.is_dir() else [p])]
     if not sources:
         print(f"no source notebooks in {', '.join(args.source)}", file=sys.stderr)
         return 2
-    limits = Limits(args.cell_timeout, args.time_limit, args.profile, args.jobs)
-    grade(Path(args.submissions), sources, Path(args.out), limits, keep_executed=args.keep_executed)
+    resources = SandboxLimits(memory=int(args.memory * 2**30), processes=args.processes)
+    limits = Limits(
+        args.cell_timeout, args.time_limit, args.profile, args.jobs, not args.unsafe_no_sandbox, resources
+    )
+    try:
+        grade(Path(args.submissions), sources, Path(args.out), limits, args.keep_executed, args.resume)
+    except SandboxUnavailable as err:
+        print(err, file=sys.stderr)
+        return 2
     print((Path(args.out) / "summary.md").read_text())
     return 0
 
@@ -128,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--profile", default="quick", choices=["quick", "full"], help="default: quick")
     grade.add_argument("--jobs", type=int, default=1, help="notebooks graded side by side (default 1)")
     grade.add_argument("--keep-executed", action="store_true", help="keep executed notebooks in OUT/executed")
+    grade.add_argument("--resume", action="store_true", help="keep the results already in OUT/results")
+    grade.add_argument("--memory", type=float, default=3, help="GiB of memory per notebook (default 3)")
+    grade.add_argument("--processes", type=int, default=512, help="processes and threads per notebook")
+    grade.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="run kernels without the bubblewrap sandbox: only for submissions you trust",
+    )
     grade.set_defaults(run=_command_grade)
     return parser
 

@@ -1,82 +1,64 @@
-"""Grading submitted notebooks, each in its own working copy, kernel and time limit.
+"""Grading submitted notebooks, treating every submission as hostile.
 
 For every submission `grade` does what an instructor would do by hand, safely:
 
-1. read it (a file that is not a notebook scores zero, with the reason);
+1. read it (a file that is not a notebook, or a symbolic link, scores zero, with the reason);
 2. put back the instructor's grade cells, hidden tests included (`restore_grade_cells`),
    so a student who edited or deleted a test changes nothing;
-3. copy it into a fresh temporary folder and execute it there in a new kernel, started by
-   a separate worker process, with ``HOME`` and ``TMPDIR`` pointing into that copy, the
-   quick profile, a time limit per cell (a cell that runs over is interrupted and the next
-   cell runs) and one for the whole notebook (past it, worker and kernel are killed);
-4. score each grade cell: its points if it ran without an error, else zero and the error.
+3. copy it into a fresh working folder and hand that to a worker process
+   (`cnnbook.grade_worker`), which executes the notebook in a new kernel inside a sandbox
+   (`cnnbook.sandbox`: bubblewrap, no network, an unprivileged user, limits), with a time
+   limit per cell (a cell that runs over is interrupted and the next cell runs) and one for
+   the whole notebook;
+4. score each grade cell from the kernel's replies: its points if it ran without an error,
+   else zero and the error. A worker that dies leaves its submission "not graded", with why,
+   and the others go on.
 
-Writes outside the copy: when ``grade`` runs as root on Linux (a container, a CI machine),
-each worker starts in its own mount namespace (``unshare --mount``) where every file system
-is remounted read-only except the submission's temporary folder and a private ``/dev/shm``,
-so a submission that deletes or overwrites files by absolute path gets "Read-only file
-system" and scores zero for that cell. Elsewhere that confinement is not available; the
-report says so, and ``grade`` should then run as a user (or in a container) that can only
-write where it should. Network access is not blocked either way. See the book's page "For
-instructors".
+Each submission's result is written to ``OUT/results/`` as soon as it is known (atomically),
+so ``grade(..., resume=True)`` finishes an interrupted class without grading anyone twice.
+The hidden tests and solutions never exist on disk inside a sandbox: the kernel receives
+each grade cell's source only when it runs it. See the book's page "For instructors" for
+the threat model and what no sandbox can stop.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
+import hashlib
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from cnnbook.assign import is_autograded, is_graded, nbgrader_metadata
+from cnnbook.grade_report import ExerciseResult, clean_reason, secret_lines, write_atomically, write_report
+from cnnbook.sandbox import FIRST_SANDBOX_UID, SANDBOX_HOME, Sandbox, SandboxLimits, require_sandbox
 
-RECORD = "CNNBOOK-GRADE "  # the worker's result lines start with this
-
-
-@dataclass
-class ExerciseResult:
-    """One graded cell of one student's notebook. ``points`` is None for an answer graded by hand."""
-
-    student: str
-    notebook: str
-    exercise: str
-    points: float | None
-    max_points: float
-    status: str  # passed | failed | not run | manual
-    reason: str = ""
-
-
-def can_confine() -> bool:
-    """True when workers can run with every file system read-only but their own folder (root, Linux)."""
-    return (
-        sys.platform == "linux"
-        and os.geteuid() == 0
-        and shutil.which("unshare") is not None
-        and shutil.which("mount") is not None
-    )
+WORKER_GRACE = 120  # seconds a worker may take beyond the notebook's time limit (kernel start, cleanup)
 
 
 @dataclass(frozen=True)
 class Limits:
-    """How a submission runs: seconds per cell and per notebook, the profile, parallel notebooks."""
+    """How a submission runs: seconds per cell and per notebook, the profile, notebooks side by
+    side, the sandbox (False only for trusted submissions) and its limits, bytes of output."""
 
     cell_timeout: int = 300
     time_limit: int = 1800
     profile: str = "quick"
     jobs: int = 1
-    confine: bool = field(default_factory=can_confine)  # read-only outside the copy (root on Linux)
+    sandbox: bool = True
+    resources: SandboxLimits = field(default_factory=SandboxLimits)
+    output_limit: int = 64 * 2**20
 
 
 def restore_grade_cells(submission, source):
@@ -112,139 +94,150 @@ def restore_grade_cells(submission, source):
     return nb
 
 
-def grade_notebook(
-    path: Path | None, source, student: str, notebook: str, limits: Limits, executed_dir: Path | None = None
-) -> list[ExerciseResult]:
-    """Grade one submission (``path`` None: not submitted) against the instructor's ``source``."""
-    graded = [cell for cell in source.cells if is_graded(cell)]
-
-    def results(outcome) -> list[ExerciseResult]:
-        out = []
-        for cell in graded:
-            meta = nbgrader_metadata(cell)
-            maximum = float(meta.get("points", 0))
-            row = ExerciseResult(student, notebook, meta["grade_id"], None, maximum, "manual")
-            if not is_autograded(cell):
-                row.reason = "a written answer: grade it by hand"
-            else:  # passed: True, False (an error), or None (the cell never ran)
-                passed, row.reason = outcome(meta["grade_id"])
-                row.status = "passed" if passed else ("failed" if passed is False else "not run")
-                row.points = maximum if passed else 0.0
-            out.append(row)
-        return out
-
-    if path is None:
-        return results(lambda _: (None, "not submitted"))
-    try:
-        nb = nbformat.read(path, as_version=4)
-        nbformat.validate(nb)
-    except Exception as err:  # anything unreadable scores zero, with the reason
-        reason = f"not a notebook: {type(err).__name__}: {str(err)[:200]}"
-        return results(lambda _: (None, reason))
-    nb = restore_grade_cells(nb, source)
-    index_of = {nbgrader_metadata(c)["grade_id"]: i for i, c in enumerate(nb.cells) if is_autograded(c)}
-    with tempfile.TemporaryDirectory(prefix="cnnbook-grade-", ignore_cleanup_errors=True) as tmp:
-        work = Path(tmp) / "work"  # the working copy; its parent holds only the worker's log
-        work.mkdir()
-        for sibling in path.parent.iterdir() if path.parent.name == student else []:
-            if sibling.is_file() and sibling.suffix != ".ipynb":
-                shutil.copy2(sibling, work / sibling.name)  # data files that came with the notebook
-        nbformat.write(nb, work / notebook)
-        executed = executed_dir / f"{student}-{notebook}" if executed_dir else None
-        records, stop_reason = _run_worker(work / notebook, Path(tmp), limits, executed)
-
-    cells = {r["index"]: r for r in records if "index" in r}
-
-    def outcome(grade_id):
-        record = cells.get(index_of[grade_id])
-        if record is None:
-            return None, f"not run: {stop_reason}"
-        return (True, "") if record["ok"] else (False, record["error"])
-
-    return results(outcome)
+def scored(source, student: str, notebook: str, outcome) -> list[ExerciseResult]:
+    """One row per graded cell of ``source``; ``outcome(grade_id)`` gives an autograded cell's
+    (passed: True, False or None for "never ran", reason)."""
+    rows = []
+    for cell in source.cells:
+        if not is_graded(cell):
+            continue
+        meta = nbgrader_metadata(cell)
+        maximum = float(meta.get("points", 0))
+        row = ExerciseResult(student, notebook, meta["grade_id"], None, maximum, "manual")
+        if not is_autograded(cell):
+            row.reason = "a written answer: grade it by hand"
+        else:
+            passed, row.reason = outcome(meta["grade_id"])
+            row.status = "passed" if passed else ("failed" if passed is False else "not run")
+            row.points = maximum if passed else 0.0
+        rows.append(row)
+    return rows
 
 
-def _worker_env(work: Path, tmp: Path, limits: Limits) -> dict:
+def not_graded(source, student: str, notebook: str, why: str) -> list[ExerciseResult]:
+    """Rows for a submission that could not be graded at all (no points given or taken)."""
+    rows = scored(source, student, notebook, lambda _: (None, ""))
+    for row in rows:
+        if row.status != "manual":
+            row.points, row.status, row.reason = None, "not graded", f"not graded: {why}"
+    return rows
+
+
+def kernel_env(limits: Limits, data: list[Path], sandboxed: bool, scratch: Path) -> dict[str, str]:
+    """The kernel's environment, built from an allow-list (nothing of the grader's leaks in)."""
     from cnnbook.config import DATA_ENV, PROFILE_ENV, cache_dir
 
-    env = dict(os.environ)
-    if DATA_ENV not in env and cache_dir().is_dir():
-        env[DATA_ENV] = str(cache_dir())  # the instructor's datasets, found without their HOME
-    env.update({
-        "HOME": str(work), "TMPDIR": str(work), PROFILE_ENV: limits.profile,
-        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "IPYTHONDIR": str(tmp / "ipython"),
-        "MPLCONFIGDIR": str(tmp / "matplotlib"), "PYTHONDONTWRITEBYTECODE": "1",
-    })  # fmt: skip
-    if limits.jobs > 1:  # notebooks side by side share the cores instead of fighting for them
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // limits.jobs))
+    home, tmp = (str(SANDBOX_HOME), "/tmp") if sandboxed else (str(scratch / "home"), str(scratch))
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": home, "TMPDIR": tmp,
+        "LANG": "C.UTF-8", PROFILE_ENV: limits.profile, "PYTHONDONTWRITEBYTECODE": "1",
+        "MPLCONFIGDIR": f"{tmp}/matplotlib", "IPYTHONDIR": f"{tmp}/ipython",
+    }  # fmt: skip
+    if os.environ.get(DATA_ENV) and Path(os.environ[DATA_ENV]) in data:
+        env[DATA_ENV] = os.environ[DATA_ENV]
+    if cache_dir() in data:  # the instructor's downloads, read-only
+        env["XDG_CACHE_HOME"] = str(cache_dir().parent)
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, limits.jobs)))
+    env["OMP_NUM_THREADS"] = threads  # notebooks side by side share the cores instead of fighting
     return env
 
 
-def _confine_writes_to(writable: Path) -> None:
-    """In a fresh mount namespace: make every mount read-only except ``writable`` and /dev/shm."""
+def dataset_folders() -> list[Path]:
+    """The instructor's dataset folders that exist ($CNNBOOK_DATA, the cache), for reading inside."""
+    from cnnbook.config import DATA_ENV, cache_dir
 
-    def mount(*args: str) -> None:
-        subprocess.run(["mount", *args], check=True, capture_output=True)
-
-    mount("--bind", str(writable), str(writable))  # its own mount, so it stays writable
-    mount("-t", "tmpfs", "-o", "size=1g", "tmpfs", "/dev/shm")  # a private one, for shared tensors
-    with open("/proc/self/mountinfo") as f:  # field 5 is the mount point, octal-escaped
-        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
-    for point in dict.fromkeys(points):
-        if point == str(writable) or point == "/dev/shm" or point.startswith(("/proc", "/sys", "/dev")):
-            continue
-        try:
-            mount("-o", "remount,bind,ro", point)
-        except subprocess.CalledProcessError as err:
-            if point == "/":  # the one that matters most: refuse to run unconfined
-                raise RuntimeError(f"cannot make / read-only: {err.stderr.strip()}") from None
+    places = [Path(os.environ[DATA_ENV])] if os.environ.get(DATA_ENV) else []
+    return [p for p in [*places, cache_dir()] if p.is_dir()]
 
 
-def _run_worker(notebook: Path, tmp: Path, limits: Limits, executed: Path | None) -> tuple[list, str]:
-    """Run the worker on ``notebook``; returns its records and why it stopped (if it did early)."""
-    command = [sys.executable, "-m", "cnnbook.grade", "--worker", str(notebook), str(limits.cell_timeout)]
-    if executed is not None:  # the worker saves the executed notebook in its folder; we copy it out
-        command.append(str(tmp / "executed.ipynb"))
-    if limits.confine:
-        command = ["unshare", "--mount", "--propagation", "private", *command, "--confine", str(tmp)]
-    with open(tmp / "worker.log", "w") as log:
+def grade_notebook(
+    path: Path | None,
+    source,
+    student: str,
+    notebook: str,
+    limits: Limits,
+    uid: int = FIRST_SANDBOX_UID,
+    secrets: frozenset[str] = frozenset(),
+    executed: Path | None = None,
+) -> list[ExerciseResult]:
+    """Grade one submission (``path`` None: not submitted) against the instructor's ``source``,
+    its kernel sandboxed as ``uid``; reasons are cleaned of the ``secrets`` lines."""
+    if path is None:
+        return scored(source, student, notebook, lambda _: (None, "not submitted"))
+    try:
+        if path.is_symlink():
+            raise ValueError("a symbolic link, not a file")
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:  # anything unreadable scores zero, with the reason
+        reason = clean_reason(f"not a notebook: {type(err).__name__}: {err}")
+        return scored(source, student, notebook, lambda _: (None, reason))
+    nb = restore_grade_cells(nb, source)
+    index_of = {nbgrader_metadata(c)["grade_id"]: i for i, c in enumerate(nb.cells) if is_autograded(c)}
+    with tempfile.TemporaryDirectory(prefix="cnnbook-grade-", ignore_cleanup_errors=True) as tmp:
+        run = Path(tmp)  # holds the job and result files, which the sandbox never sees
+        work, runtime = run / "work", run / "runtime"
+        work.mkdir()
+        runtime.mkdir()
+        for sibling in path.parent.iterdir() if path.parent.name == student else []:
+            if sibling.is_file() and not sibling.is_symlink() and sibling.suffix != ".ipynb":
+                shutil.copy2(sibling, work / sibling.name)  # data files that came with the notebook
+        nbformat.write(nb, work / notebook)
+        result, why = _run_worker(run, work / notebook, runtime, limits, uid, executed)
+    if result is None:
+        return not_graded(source, student, notebook, why)
+    cells = {int(index): cell for index, cell in result["cells"].items()}
+
+    def outcome(grade_id):
+        cell = cells.get(index_of[grade_id])
+        if cell is None:
+            why = result["stopped"] or "the notebook stopped before this cell"
+            return None, clean_reason(f"not run: {why}")
+        if cell["ok"]:
+            return True, ""
+        return False, clean_reason(f"{cell['ename']}: {cell['evalue']}", secrets)
+
+    return scored(source, student, notebook, outcome)
+
+
+def _run_worker(run: Path, notebook: Path, runtime: Path, limits: Limits, uid: int, executed: Path | None):
+    """Run `cnnbook.grade_worker` on ``notebook``; returns (its result or None, why it has none)."""
+    data = dataset_folders()
+    job = {
+        "notebook": str(notebook), "runtime": str(runtime), "result": str(run / "result.json"),
+        "executed": str(run / "executed.ipynb") if executed else None,
+        "cell_timeout": limits.cell_timeout, "time_limit": limits.time_limit,
+        "output_limit": limits.output_limit,
+        "env": kernel_env(limits, data, limits.sandbox, run),
+        "sandbox": {"uid": uid, "limits": asdict(limits.resources), "readable": [str(p) for p in data]}
+        if limits.sandbox else None,
+    }  # fmt: skip
+    if limits.sandbox:
+        Sandbox(notebook.parent, runtime, uid).hand_over()
+    else:
+        (run / "home").mkdir()
+    (run / "job.json").write_text(json.dumps(job))
+    with open(run / "worker.log", "w") as log:
         worker = subprocess.Popen(
-            command,
-            cwd=notebook.parent,
-            env=_worker_env(notebook.parent, tmp, limits),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,
-        )
-        records: list[dict] = []
-        reader = threading.Thread(target=_read_records, args=(worker.stdout, records), daemon=True)
-        reader.start()
+            [sys.executable, "-m", "cnnbook.grade_worker", str(run / "job.json")],
+            cwd=run, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
         try:
-            worker.wait(timeout=limits.time_limit)
-            stop_reason = "the notebook stopped before this cell"
+            worker.wait(timeout=limits.time_limit + WORKER_GRACE)
         except subprocess.TimeoutExpired:
-            stop_reason = f"the notebook ran past its time limit of {limits.time_limit} s and was stopped"
+            pass
         finally:
-            for record in list(records):  # the kernel and whatever it started, then the worker
-                if "kernel_pid" in record:
-                    _kill_group(record["kernel_pid"])
             _kill_group(worker.pid)
             worker.wait()
-            reader.join(timeout=5)
-    for record in records:
-        if "fatal" in record:
-            stop_reason = record["fatal"]
-    if executed is not None and (tmp / "executed.ipynb").is_file():
-        shutil.copyfile(tmp / "executed.ipynb", executed)
-    return records, stop_reason
-
-
-def _read_records(stream, records: list) -> None:
-    for line in stream:
-        if line.startswith(RECORD):
-            records.append(json.loads(line[len(RECORD) :]))
+    if limits.sandbox:
+        Sandbox(notebook.parent, runtime, uid).kill_leftovers()
+    if executed is not None and (run / "executed.ipynb").is_file():
+        shutil.copyfile(run / "executed.ipynb", executed)
+    if (run / "result.json").is_file():
+        return json.loads((run / "result.json").read_text()), ""
+    code = worker.returncode
+    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+    return None, f"the grading worker ended without a result ({how})"
 
 
 def _kill_group(pid: int) -> None:
@@ -254,56 +247,17 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _worker(notebook: str, cell_timeout: int, executed: str | None = None, confine: str | None = None):
-    """Inside the worker process: execute the notebook, printing one record per code cell."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
-
-    def emit(**record):
-        print(RECORD + json.dumps(record), flush=True)
-
-    if confine is not None:  # before the kernel starts: it inherits the read-only mounts
-        try:
-            _confine_writes_to(Path(confine))
-        except Exception as err:
-            emit(fatal=f"could not confine the notebook's writes, so it did not run: {err}")
-            return
-
-    nb = nbformat.read(notebook, as_version=4)
-    current = {"index": None}
-    client = NotebookClient(
-        nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
-        error_on_timeout={"ename": "Timeout", "evalue": f"the cell ran longer than {cell_timeout} s and was "
-                          "interrupted", "traceback": []},
-        resources={"metadata": {"path": str(Path(notebook).parent)}},
-        on_notebook_start=lambda notebook: emit(kernel_pid=client.km.provisioner.pid),
-        on_cell_start=lambda cell, cell_index: current.update(index=cell_index),
-        on_cell_executed=lambda cell, cell_index, execute_reply: emit(
-            index=cell_index, ok=execute_reply["content"]["status"] == "ok",
-            error=f"{execute_reply['content'].get('ename')}: {execute_reply['content'].get('evalue')}"[:300],
-        ),
-    )  # fmt: skip
-    try:  # the kernel's own output goes nowhere: only this process writes records
-        client.execute(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except DeadKernelError:
-        emit(fatal=f"the kernel died in cell {current['index']} (the notebook crashed it or exited)")
-    except Exception as err:
-        emit(fatal=f"execution failed in cell {current['index']}: {type(err).__name__}: {str(err)[:200]}")
-    if executed:
-        nbformat.write(nb, executed)
-
-
 def find_submissions(folder: Path, sources: dict) -> tuple[list[tuple[str, str, Path | None]], list[str]]:
     """(student, notebook name, path or None if missing) for each expected notebook, and notes.
 
     Layouts: ``folder/STUDENT/NOTEBOOK.ipynb`` (as nbgrader collects them), or, when there is
-    one source notebook, ``folder/STUDENT.ipynb``.
+    one source notebook, ``folder/STUDENT.ipynb``. Symbolic links are not followed.
     """
     found, notes = [], []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
+        if entry.is_dir() and not entry.is_symlink():
             submitted = {p.name: p for p in entry.glob("*.ipynb")}
             found += [(entry.name, name, submitted.get(name)) for name in sources]
             notes += [
@@ -321,100 +275,70 @@ def find_submissions(folder: Path, sources: dict) -> tuple[list[tuple[str, str, 
     return found, notes
 
 
+def result_file(out: Path, student: str, notebook: str) -> Path:
+    """Where one submission's result is kept (a name no student can choose to collide with)."""
+    key = hashlib.sha256(f"{student}\0{notebook}".encode()).hexdigest()[:24]
+    return out / "results" / f"{key}.json"
+
+
 def grade(
     submissions: Path,
     source_paths: list[Path],
     out: Path,
     limits: Limits = Limits(),
     keep_executed: bool = False,
+    resume: bool = False,
 ) -> list[ExerciseResult]:
-    """Grade every submission in ``submissions``; write ``out/grades.csv`` and ``out/summary.md``."""
+    """Grade every submission in ``submissions``; write ``out/grades.csv`` and ``out/summary.md``.
+
+    With ``resume``, submissions whose result is already in ``out/results/`` are not run again.
+    """
+    if limits.sandbox:
+        require_sandbox()
     sources = {p.name: nbformat.read(p, as_version=4) for p in source_paths}
+    secrets = {name: frozenset(secret_lines(nb)) for name, nb in sources.items()}
     todo, notes = find_submissions(submissions, sources)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "results").mkdir(parents=True, exist_ok=True)
     executed_dir = out / "executed" if keep_executed else None
     if executed_dir:
         executed_dir.mkdir(exist_ok=True)
+    uids: queue.Queue[int] = queue.Queue()  # one sandbox user per slot: their process limits are apart
+    for slot in range(max(1, limits.jobs)):
+        uids.put(FIRST_SANDBOX_UID + slot)
     start = time.perf_counter()
 
-    def one(item):
+    def one(item) -> list[ExerciseResult]:
         student, name, path = item
-        began = time.perf_counter()
+        done = result_file(out, student, name)
+        if resume and done.is_file():
+            return [ExerciseResult(**row) for row in json.loads(done.read_text())]
+        began, uid = time.perf_counter(), uids.get()
         try:
-            rows = grade_notebook(path, sources[name], student, name, limits, executed_dir)
+            executed = executed_dir / f"{student}-{name}" if executed_dir else None
+            rows = grade_notebook(path, sources[name], student, name, limits, uid, secrets[name], executed)
         except Exception as err:  # one broken submission never stops the others
-            rows = grade_notebook(None, sources[name], student, name, limits)
-            rows = [
-                ExerciseResult(**{**asdict(r), "reason": f"grading failed: {type(err).__name__}: {err}"})
-                for r in rows
-            ]
-        scored, possible = (
-            sum(r.points or 0 for r in rows),
-            sum(r.max_points for r in rows if r.status != "manual"),
-        )
-        print(
-            f"graded {student}/{name} in {time.perf_counter() - began:.0f} s: {scored:g}/{possible:g}",
-            flush=True,
-        )
+            rows = not_graded(sources[name], student, name, clean_reason(f"{type(err).__name__}: {err}"))
+        finally:
+            uids.put(uid)
+        write_atomically(done, json.dumps([asdict(r) for r in rows]))
+        total = sum(r.points or 0 for r in rows)
+        possible = sum(r.max_points for r in rows if r.status != "manual")
+        seconds = time.perf_counter() - began
+        print(f"graded {student}/{name} in {seconds:.0f} s: {total:g}/{possible:g}", flush=True)
         return rows
 
     with ThreadPoolExecutor(max_workers=max(1, limits.jobs)) as pool:
         results = [row for rows in pool.map(one, todo) for row in rows]
     seconds = time.perf_counter() - start
-    write_report(
-        results,
-        out,
-        notes,
-        f"{len(todo)} notebooks graded in {seconds:.0f} s "
-        f"({limits.profile} profile, {limits.jobs} at a time, {os.cpu_count()} CPU cores). "
-        + (
-            "Writes outside each submission's working copy were blocked (read-only mounts)."
-            if limits.confine
-            else "Writes outside the working copies were NOT blocked: that needs root on Linux "
-            "(e.g. grading in a container); see the book's page 'For instructors'."
-        ),
+    confinement = (
+        "Each kernel ran in a bubblewrap sandbox (no network, an unprivileged user, a read-only "
+        "system, limits)."
+        if limits.sandbox
+        else "Kernels ran WITHOUT a sandbox (--unsafe-no-sandbox): only for submissions you trust."
     )
+    footer = (
+        f"{len(todo)} notebooks graded in {seconds:.0f} s ({limits.profile} profile, {limits.jobs} at a "
+        f"time, {os.cpu_count()} CPU cores). {confinement}"
+    )
+    write_report(results, out, notes, footer)
     return results
-
-
-def write_report(results: list[ExerciseResult], out: Path, notes: list[str], footer: str) -> None:
-    """``grades.csv`` (one row per student, notebook and exercise) and ``summary.md`` (a table)."""
-    with open(out / "grades.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[field.name for field in fields(ExerciseResult)])
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in results)
-    lines = []
-    for notebook in dict.fromkeys(r.notebook for r in results):
-        rows = [r for r in results if r.notebook == notebook]
-        exercises = list(dict.fromkeys(r.exercise for r in rows))
-        maxima = {r.exercise: r.max_points for r in rows}
-        auto = [e for e in exercises if any(r.exercise == e and r.status != "manual" for r in rows)]
-        lines += [
-            f"## {notebook}",
-            "",
-            "| student | "
-            + " | ".join(f"{e} ({maxima[e]:g})" for e in exercises)
-            + f" | total ({sum(maxima[e] for e in auto):g}) |",
-            "|---" * (len(exercises) + 2) + "|",
-        ]
-        for student in dict.fromkeys(r.student for r in rows):
-            mine = {r.exercise: r for r in rows if r.student == student}
-            cells = ["by hand" if mine[e].status == "manual" else f"{mine[e].points:g}" for e in exercises]
-            total = sum(r.points or 0 for r in mine.values())
-            lines.append(f"| {student} | " + " | ".join(cells) + f" | {total:g} |")
-        problems = [r for r in rows if r.status in ("failed", "not run")]
-        if problems:
-            lines += ["", "Why points were lost:", ""]
-            lines += [f"- {r.student}, {r.exercise}: {r.reason}" for r in problems]
-        lines.append("")
-    lines += [f"- {note}" for note in notes] + ([""] if notes else []) + [footer, ""]
-    (out / "summary.md").write_text("\n".join(lines))
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
-    arguments = sys.argv[2:]
-    confined_to = None
-    if "--confine" in arguments:
-        confined_to = arguments.pop(arguments.index("--confine") + 1)
-        arguments.remove("--confine")
-    _worker(arguments[0], int(arguments[1]), *arguments[2:3], confine=confined_to)

@@ -1,13 +1,6 @@
-"""Classroom tools: student copies (`cnnbook.assign`), grading (`cnnbook.grade`), and nbgrader
-reading the chapters unchanged.
+"""Classroom tools: student copies (`cnnbook.assign`) and nbgrader reading the chapters
+unchanged. Grading is tested in test_grade.py and test_grade_hostile.py."""
 
-The grading tests run real submissions, each in its own kernel: a correct one, a wrong one,
-one that crashes its kernel, one that loops forever, one that deletes everything it can
-reach through its working folder and HOME, a file that is not a notebook, and a student
-who submitted nothing. One grading run (module fixture) serves every assertion.
-"""
-
-import csv
 import os
 import shutil
 import subprocess
@@ -25,7 +18,6 @@ from cnnbook.assign import (
     replace_regions,
     student_notebook,
 )
-from cnnbook.grade import Limits, can_confine, grade, restore_grade_cells
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "chapters").glob("*.ipynb"))
@@ -130,23 +122,6 @@ def test_markup_errors_say_what_to_fix():
         student_notebook(nb)
 
 
-def test_grading_restores_the_instructors_grade_cells():
-    source = exercise_notebook()
-    submission = student_notebook(source)
-    submission.cells[2].source = "pass  # the student emptied the test"
-    del submission.cells[5]  # and deleted another
-    fake = nbformat.v4.new_code_cell("print('I pass')")
-    submission.cells.append(nbgrader_cell(fake, "square-check", grade=True, points=100))
-    restored = restore_grade_cells(submission, source)
-    tests = [
-        c.source
-        for c in restored.cells
-        if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
-    ]
-    assert tests == [source.cells[2].source, source.cells[5].source], tests
-    assert restored.cells[5].source == source.cells[5].source, "the deleted test goes back after its exercise"
-
-
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_every_chapter_has_exercises_with_solutions_and_checks(path):
     nb = nbformat.read(path, as_version=4)
@@ -157,128 +132,6 @@ def test_every_chapter_has_exercises_with_solutions_and_checks(path):
     )
     assert any(m.get("grade") and not m.get("solution") for m in meta), f"{path.name} has no grade cells"
     assert not any("### BEGIN" in c.source for c in student.cells)
-
-
-# -- grading real submissions ---------------------------------------------------------------
-
-
-def submission(student_source: dict[int, str]):
-    """The student copy of the exercise notebook with some cells' sources replaced."""
-    nb = student_notebook(exercise_notebook())
-    for index, source in student_source.items():
-        nb.cells[index].source = source
-    return nb
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("class")
-    source = root / "ex.ipynb"
-    nbformat.write(exercise_notebook(), source)
-    home = root / "instructor-home"  # stands in for the grader's HOME
-    (home / "precious").mkdir(parents=True)
-    (home / "precious" / "notes.txt").write_text("keep me")
-    submissions = root / "submitted"
-    students = {
-        "ada": {1: "def square(x):\n    return x * x", 4: "answer = 24"},
-        "bob": {1: "def square(x):\n    return x + x", 4: "answer = 28"},  # wrong: 3+3 != 16, 28
-        "cy": {1: "import os\nos._exit(1)"},  # kills its kernel
-        "dee": {1: "def square(x):\n    return x ** 2", 4: "while True:\n    pass"},  # endless
-        "eve": {1: "import os, shutil\nshutil.rmtree(os.getcwd())\nshutil.rmtree(os.path.expanduser('~'), "
-                   "ignore_errors=True)\ndef square(x):\n    return x * x", 4: "answer = 24"},
-        # by absolute path, outside its copy: deletes the instructor's file, overwrites the source
-        "hal": {1: f"import os\nos.remove({str(home / 'precious' / 'notes.txt')!r})\ndef square(x):\n"
-                   "    return x * x", 4: f"open({str(source)!r}, 'w').write('hal was here')\nanswer = 24"},
-    }  # fmt: skip
-    for student, cells in students.items():
-        (submissions / student).mkdir(parents=True)
-        nbformat.write(submission(cells), submissions / student / "ex.ipynb")
-    (submissions / "fay").mkdir()
-    (submissions / "fay" / "ex.ipynb").write_text("this is not JSON")
-    (submissions / "gus").mkdir()  # submitted nothing
-    before = {p: p.read_bytes() for p in submissions.rglob("*") if p.is_file()}
-    env = {"HOME": str(home)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        results = grade(
-            submissions, [source], root / "report", Limits(cell_timeout=5, time_limit=60), keep_executed=True
-        )
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    return {"results": results, "root": root, "home": home, "submissions": submissions, "before": before,
-            "source": source}  # fmt: skip
-
-
-def points(graded, student):
-    return {r.exercise: (r.points, r.status, r.reason) for r in graded["results"] if r.student == student}
-
-
-def test_a_correct_submission_gets_every_automatic_point(graded):
-    ada = points(graded, "ada")
-    assert ada["square-check"][:2] == (2.0, "passed") and ada["size-check"][:2] == (1.0, "passed")
-    assert ada["why"][:2] == (None, "manual"), "written answers are left for the instructor"
-
-
-def test_a_wrong_submission_fails_the_hidden_tests_with_the_reason(graded):
-    bob = points(graded, "bob")
-    assert bob["square-check"][:2] == (0.0, "failed") and "AssertionError" in bob["square-check"][2]
-    assert bob["size-check"][:2] == (0.0, "failed")
-
-
-def test_a_crashing_submission_scores_zero_and_says_why(graded):
-    cy = points(graded, "cy")
-    assert all(p == 0 for p, status, _ in cy.values() if status != "manual")
-    assert "kernel died" in cy["square-check"][2], cy
-
-
-def test_an_endless_cell_is_interrupted_and_the_rest_still_graded(graded):
-    dee = points(graded, "dee")
-    assert dee["square-check"][:2] == (2.0, "passed")
-    assert dee["size-check"][:2] == (0.0, "failed")
-
-
-def test_a_destructive_submission_only_destroys_its_own_copy(graded):
-    eve = points(graded, "eve")
-    assert eve["square-check"][:2] == (2.0, "passed"), eve
-    assert (graded["home"] / "precious" / "notes.txt").read_text() == "keep me", "HOME was not redirected"
-    after = {p: p.read_bytes() for p in graded["submissions"].rglob("*") if p.is_file()}
-    assert after == graded["before"], "the submissions folder changed"
-    assert graded["source"].is_file()
-
-
-def test_writes_by_absolute_path_outside_the_copy_are_refused(graded):
-    """As root on Linux (CI, a container) every file system but the copy is read-only."""
-    if not can_confine():
-        pytest.skip("confining writes needs root on Linux (unshare and mount); the report says so")
-    hal = points(graded, "hal")
-    assert hal["square-check"][:2] == (0.0, "failed") and hal["size-check"][:2] == (0.0, "failed"), hal
-    executed = nbformat.read(graded["root"] / "report" / "executed" / "hal-ex.ipynb", as_version=4)
-    errors = [o.get("evalue", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs]
-    assert sum("Read-only file system" in e for e in errors) == 2, errors
-    assert (graded["home"] / "precious" / "notes.txt").read_text() == "keep me"
-    assert "hal was here" not in graded["source"].read_text()
-    assert "were blocked (read-only mounts)" in (graded["root"] / "report" / "summary.md").read_text()
-
-
-def test_not_a_notebook_and_missing_submissions_score_zero(graded):
-    fay, gus = points(graded, "fay"), points(graded, "gus")
-    assert fay["square-check"][0] == 0 and "not a notebook" in fay["square-check"][2]
-    assert gus["square-check"][0] == 0 and gus["square-check"][2] == "not submitted"
-
-
-def test_the_report_has_a_csv_row_per_student_and_exercise_and_a_summary(graded):
-    report = graded["root"] / "report"
-    rows = list(csv.DictReader(open(report / "grades.csv")))
-    assert len(rows) == 8 * 3
-    assert {"student", "notebook", "exercise", "points", "max_points", "status", "reason"} <= set(rows[0])
-    summary = (report / "summary.md").read_text()
-    assert "| ada | 2 | 1 | by hand | 3 |" in summary, summary
-    assert "| bob | 0 | 0 | by hand | 0 |" in summary
-    assert "notebooks graded in" in summary
-    executed = nbformat.read(report / "executed" / "ada-ex.ipynb", as_version=4)
-    assert "### BEGIN HIDDEN TESTS" in executed.cells[2].source, "graded with the hidden tests restored"
 
 
 # -- nbgrader itself ------------------------------------------------------------------------
