@@ -27,7 +27,6 @@ import copy
 import hashlib
 import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
@@ -42,7 +41,7 @@ import nbformat
 
 from cnnbook.assign import is_autograded, is_graded, nbgrader_metadata
 from cnnbook.grade_report import ExerciseResult, clean_reason, secret_lines, write_atomically, write_report
-from cnnbook.sandbox import FIRST_SANDBOX_UID, SANDBOX_HOME, Sandbox, SandboxLimits, require_sandbox
+from cnnbook.sandbox import SANDBOX_HOME, Sandbox, SandboxLimits, require_sandbox, sandbox_uid
 
 WORKER_GRACE = 120  # seconds a worker may take beyond the notebook's time limit (kernel start, cleanup)
 
@@ -156,7 +155,7 @@ def grade_notebook(
     student: str,
     notebook: str,
     limits: Limits,
-    uid: int = FIRST_SANDBOX_UID,
+    uid: int,
     secrets: frozenset[str] = frozenset(),
     executed: Path | None = None,
 ) -> list[ExerciseResult]:
@@ -182,8 +181,9 @@ def grade_notebook(
         for sibling in path.parent.iterdir() if path.parent.name == student else []:
             if sibling.is_file() and not sibling.is_symlink() and sibling.suffix != ".ipynb":
                 shutil.copy2(sibling, work / sibling.name)  # data files that came with the notebook
-        nbformat.write(nb, work / notebook)
-        result, why = _run_worker(run, work / notebook, runtime, limits, uid, executed)
+        shutil.copyfile(path, work / notebook)  # as submitted: the graded version stays outside
+        nbformat.write(nb, run / notebook)
+        result, why = _run_worker(run, run / notebook, work, runtime, limits, uid, executed)
     if result is None:
         return not_graded(source, student, notebook, why)
     cells = {int(index): cell for index, cell in result["cells"].items()}
@@ -200,11 +200,14 @@ def grade_notebook(
     return scored(source, student, notebook, outcome)
 
 
-def _run_worker(run: Path, notebook: Path, runtime: Path, limits: Limits, uid: int, executed: Path | None):
-    """Run `cnnbook.grade_worker` on ``notebook``; returns (its result or None, why it has none)."""
+def _run_worker(
+    run: Path, notebook: Path, work: Path, runtime: Path, limits: Limits, uid: int, executed: Path | None
+):
+    """Run `cnnbook.grade_worker` on ``notebook`` in ``work``; returns (its result or None, why not)."""
     data = dataset_folders()
     job = {
-        "notebook": str(notebook), "runtime": str(runtime), "result": str(run / "result.json"),
+        "notebook": str(notebook), "workdir": str(work), "runtime": str(runtime),
+        "result": str(run / "result.json"),
         "executed": str(run / "executed.ipynb") if executed else None,
         "cell_timeout": limits.cell_timeout, "time_limit": limits.time_limit,
         "output_limit": limits.output_limit,
@@ -213,7 +216,7 @@ def _run_worker(run: Path, notebook: Path, runtime: Path, limits: Limits, uid: i
         if limits.sandbox else None,
     }  # fmt: skip
     if limits.sandbox:
-        Sandbox(notebook.parent, runtime, uid).hand_over()
+        Sandbox(work, runtime, uid).hand_over()
     else:
         (run / "home").mkdir()
     (run / "job.json").write_text(json.dumps(job))
@@ -230,7 +233,7 @@ def _run_worker(run: Path, notebook: Path, runtime: Path, limits: Limits, uid: i
             _kill_group(worker.pid)
             worker.wait()
     if limits.sandbox:
-        Sandbox(notebook.parent, runtime, uid).kill_leftovers()
+        Sandbox(work, runtime, uid).kill_leftovers()
     if executed is not None and (run / "executed.ipynb").is_file():
         shutil.copyfile(run / "executed.ipynb", executed)
     if (run / "result.json").is_file():
@@ -302,9 +305,6 @@ def grade(
     executed_dir = out / "executed" if keep_executed else None
     if executed_dir:
         executed_dir.mkdir(exist_ok=True)
-    uids: queue.Queue[int] = queue.Queue()  # one sandbox user per slot: their process limits are apart
-    for slot in range(max(1, limits.jobs)):
-        uids.put(FIRST_SANDBOX_UID + slot)
     start = time.perf_counter()
 
     def one(item) -> list[ExerciseResult]:
@@ -312,14 +312,14 @@ def grade(
         done = result_file(out, student, name)
         if resume and done.is_file():
             return [ExerciseResult(**row) for row in json.loads(done.read_text())]
-        began, uid = time.perf_counter(), uids.get()
+        began = time.perf_counter()
+        executed = executed_dir / f"{student}-{name}" if executed_dir else None
         try:
-            executed = executed_dir / f"{student}-{name}" if executed_dir else None
-            rows = grade_notebook(path, sources[name], student, name, limits, uid, secrets[name], executed)
+            with sandbox_uid() as uid:
+                source = sources[name]
+                rows = grade_notebook(path, source, student, name, limits, uid, secrets[name], executed)
         except Exception as err:  # one broken submission never stops the others
             rows = not_graded(sources[name], student, name, clean_reason(f"{type(err).__name__}: {err}"))
-        finally:
-            uids.put(uid)
         write_atomically(done, json.dumps([asdict(r) for r in rows]))
         total = sum(r.points or 0 for r in rows)
         possible = sum(r.max_points for r in rows if r.status != "manual")

@@ -52,22 +52,21 @@ class SandboxedKernelManager(AsyncKernelManager):
         return self.sandbox.command(argv, self.kernel_env) if self.sandbox else argv
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        if self.sandbox is None:  # unconfined: the allow-listed environment at least
-            kw["env"] = self.kernel_env
-        else:  # the connection file (written 0600 by us) must be readable by the kernel's user
+        kw["env"] = self.kernel_env  # bwrap too gets only the allow-list, not the grader's variables
+        if self.sandbox is not None:  # the connection file, written 0600 by us, is for the kernel's user
             os.chown(self.connection_file, self.sandbox.uid, self.sandbox.uid)
         return await super()._async_launch_kernel(kernel_cmd, **kw)
 
 
 def run_job(job: dict) -> dict:
     """Execute the job's notebook; returns ``{"cells": {index: {...}}, "stopped": why or ""}``."""
-    notebook_path, runtime = Path(job["notebook"]), Path(job["runtime"])
-    nb = nbformat.read(notebook_path, as_version=4)
+    workdir, runtime = Path(job["workdir"]), Path(job["runtime"])
+    nb = nbformat.read(job["notebook"], as_version=4)  # outside workdir: hidden tests stay off its disk
     sandbox = None
     if job["sandbox"] is not None:
         spec = job["sandbox"]
         sandbox = Sandbox(
-            workdir=notebook_path.parent,
+            workdir=workdir,
             runtime=runtime,
             uid=spec["uid"],
             limits=SandboxLimits(**spec["limits"]),
@@ -102,7 +101,7 @@ def run_job(job: dict) -> dict:
     }
     client = NotebookClient(
         nb, km=km, timeout=job["cell_timeout"], allow_errors=True, interrupt_on_timeout=True,
-        error_on_timeout=timeout_error, resources={"metadata": {"path": str(notebook_path.parent)}},
+        error_on_timeout=timeout_error, resources={"metadata": {"path": str(workdir)}},
         on_cell_start=lambda cell, cell_index: current.update(index=cell_index),
         on_cell_executed=executed, startup_timeout=120,
     )  # fmt: skip

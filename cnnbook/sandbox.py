@@ -11,8 +11,9 @@ uses), not by hand, and stacks four independent walls:
   signals).
 * **A file system built from an allow-list.** An empty root holding, read-only, the system
   (``/usr``, ``/etc``), the Python installation and environment, the ``cnnbook`` package
-  and the datasets; writable, the submission's working copy (at ``/home/student``), the
-  kernel's socket folder and small private ``/tmp`` and ``/dev/shm``. Nothing else exists
+  and the datasets; writable, a private ``/home/student`` holding the submission's files
+  (each read-only), the kernel's socket folder, ``/tmp`` and ``/dev/shm``, the private
+  folders each of a fixed size, so that no submission fills a disk. Nothing else exists
   inside: no instructor notebook, no other submission, no report folder, no home folder.
 * **An unprivileged user.** ``bwrap`` starts as root, builds the mounts, and then
   ``setpriv`` turns the kernel into a user id that no account uses (one per grading slot),
@@ -28,19 +29,43 @@ The environment inside is built from an allow-list too (`Sandbox.command`'s ``en
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SANDBOX_HOME = Path("/home/student")  # where the working copy appears inside
-FIRST_SANDBOX_UID = 2_000_000_000  # far above every account's uid; slot k runs as this + k
+FIRST_SANDBOX_UID = 2_000_000_000  # far above every account's uid; sandboxes use this and the next ones
+SANDBOX_UIDS = 4096  # how many may run at once on one machine
 TOOLS = ("bwrap", "setpriv", "prlimit")
 ACCEPT_RISK_FLAG = "--unsafe-no-sandbox"
+
+
+@contextmanager
+def sandbox_uid():
+    """An unused uid for one sandbox, held until the block ends, so that no two sandboxes on this
+    machine (from one grader or several) ever share a uid, and with it a process limit or a
+    `Sandbox.kill_leftovers`. The claim is an flock, which the kernel drops if the grader dies."""
+    folder = Path(tempfile.gettempdir()) / "cnnbook-sandbox-uids"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.geteuid() or folder.is_symlink():
+        raise SandboxUnavailable(f"{folder} belongs to someone else: remove it and grade again")
+    for uid in range(FIRST_SANDBOX_UID, FIRST_SANDBOX_UID + SANDBOX_UIDS):
+        with open(folder / str(uid), "w") as claim:
+            try:
+                fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            yield uid
+            return
+    raise SandboxUnavailable(f"all {SANDBOX_UIDS} sandbox uids are in use")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -56,13 +81,14 @@ class SandboxLimits:
     cpu_seconds: int = 3600  # RLIMIT_CPU, per process
     file_size: int = 2**30  # RLIMIT_FSIZE: the largest file it may write
     scratch: int = 512 * 2**20  # size of each of /tmp and /dev/shm inside
+    home: int = 2**30  # size of /home/student, where the notebook runs
 
 
 @dataclass
 class Sandbox:
-    """One submission's sandbox: ``workdir`` (writable, at ``/home/student`` inside) and
-    ``runtime`` (writable, same path inside: the kernel's connection file and sockets),
-    run as ``uid``, with ``readable`` folders (datasets) bound read-only at their own paths."""
+    """One submission's sandbox: the files of ``workdir`` appear read-only in a private, writable
+    ``/home/student``; ``runtime`` (the kernel's connection file and sockets) is writable at its
+    own path; ``readable`` folders (datasets) are read-only at theirs; it all runs as ``uid``."""
 
     workdir: Path
     runtime: Path
@@ -71,11 +97,10 @@ class Sandbox:
     readable: list[Path] = field(default_factory=list)
 
     def hand_over(self) -> None:
-        """Give the working copy and the runtime folder to the sandbox's user (before starting)."""
-        for top in (self.workdir, self.runtime):
-            for folder, _, files in os.walk(top):
-                for name in [folder, *(os.path.join(folder, f) for f in files)]:
-                    os.lchown(name, self.uid, self.uid)
+        """Give the runtime folder to the sandbox's user, so its kernel can make its sockets there."""
+        for folder, _, files in os.walk(self.runtime):
+            for name in [folder, *(os.path.join(folder, f) for f in files)]:
+                os.lchown(name, self.uid, self.uid)
 
     def kill_leftovers(self) -> None:
         """SIGKILL every process still running as the sandbox's user (there should be none:
@@ -109,8 +134,11 @@ class Sandbox:
             args.read_only(path)
         for path in self.readable:
             args.read_only(path)
-        args.writable(self.runtime, self.runtime)
-        args.writable(self.workdir, SANDBOX_HOME)
+        args.writable(self.runtime)
+        args.scratch(SANDBOX_HOME, self.limits.home)
+        for path in sorted(self.workdir.iterdir()):
+            if path.is_file() and not path.is_symlink():
+                args.read_only(path, SANDBOX_HOME / path.name)
         args.add("--chdir", str(SANDBOX_HOME), "--clearenv")
         for key, value in env.items():
             args.add("--setenv", key, value)
@@ -149,15 +177,16 @@ class Mounts:
                 self.made.add(parent)
         self.made.add(path)
 
-    def read_only(self, path: Path) -> None:
-        """Bind ``path`` read-only at the same place."""
-        self._parents(path)
-        self.add("--ro-bind", str(path), str(path))
-
-    def writable(self, source: Path, target: Path) -> None:
-        """Bind ``source`` writable at ``target``."""
+    def read_only(self, source: Path, target: Path | None = None) -> None:
+        """Bind ``source`` read-only at ``target`` (by default the same place)."""
+        target = target or source
         self._parents(target)
-        self.add("--bind", str(source), str(target))
+        self.add("--ro-bind", str(source), str(target))
+
+    def writable(self, path: Path) -> None:
+        """Bind ``path`` writable at the same place."""
+        self._parents(path)
+        self.add("--bind", str(path), str(path))
 
     def scratch(self, path: Path, size: int) -> None:
         """A private, world-writable tmpfs of ``size`` bytes at ``path``."""
@@ -208,8 +237,7 @@ def sandbox_problem() -> str | None:
             "making a sandbox needs root (bwrap builds the mounts as root, then drops to an unused "
             "uid): grade as root in a container or VM"
         )
-    probe = Path(f"/tmp/cnnbook-sandbox-probe-{os.getpid()}")
-    probe.mkdir(exist_ok=True)
+    probe = Path(tempfile.mkdtemp(prefix="cnnbook-sandbox-probe-"))
     try:
         box = Sandbox(workdir=probe, runtime=probe)
         box.hand_over()
