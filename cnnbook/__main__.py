@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def _command_data(args) -> int:
-    from cnnbook.datafiles import DatasetNotFoundError, read_cifar10, read_fashion_mnist
+    from cnnbook.datafiles import CorruptDatasetError, DatasetNotFoundError, read_cifar10, read_fashion_mnist
 
     def refuse_download(_target):
         raise RuntimeError("not attempted: python -m cnnbook data only looks (use --download)")
@@ -30,7 +30,7 @@ def _command_data(args) -> int:
                 f"{name}: {len(train.labels):,} training and {len(test.labels):,} test images "
                 f"in {train.source}"
             )
-        except DatasetNotFoundError as err:
+        except (DatasetNotFoundError, CorruptDatasetError) as err:  # found nothing usable: say why
             print(f"{name}: {err}\n")
             status = 1
     return status

@@ -25,6 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    from numpy._core.multiarray import _reconstruct as _numpy_reconstruct  # NumPy 2
+except ImportError:
+    from numpy.core.multiarray import _reconstruct as _numpy_reconstruct  # NumPy 1
+
 from cnnbook.config import cache_dir, data_search_path
 
 
@@ -156,18 +161,78 @@ CIFAR10_HOW_TO_GET = (
 )
 
 
+# The globals an original batch names: numpy's array reconstructor (``numpy.core`` in the
+# files, written by NumPy 1 under Python 2; ``numpy._core`` since NumPy 2), and the array and
+# dtype classes. Unpickling calls whatever a pickle names, so a plain ``pickle.load`` runs any
+# code a planted file asks for; the reader loads these and refuses everything else.
+CIFAR10_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+CIFAR10_PICKLE_LAYOUT = (
+    "a dict with 'data' (a uint8 array of N rows of 3072 bytes: 1024 red, 1024 green, 1024 blue) "
+    "and 'labels' (a list of N ints), besides 'batch_label' and 'filenames'"
+)
+
+
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """A pickle names a global that no CIFAR-10 batch uses; ``args[0]`` is ``module.name``."""
+
+
+class _CifarBatchUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR-10 batch, loading only the globals in `CIFAR10_PICKLE_GLOBALS`."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return CIFAR10_PICKLE_GLOBALS[module, name]
+        except KeyError:
+            raise _ForbiddenGlobal(f"{module}.{name}") from None
+
+
 def _read_cifar_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
-        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        labels = np.asarray(batch["labels"], dtype=np.int64)
-    except Exception as err:  # any unpickling or reshaping failure means a bad file
+            # The batches are protocol-2 pickles written by Python 2: latin1 turns its byte
+            # strings into str, as NumPy expects for the array's bytes.
+            batch = _CifarBatchUnpickler(f, encoding="latin1").load()
+    except _ForbiddenGlobal as err:
+        raise CorruptDatasetError(
+            f"{path} is not a CIFAR-10 batch: unpickling it would call {err.args[0]}, which no "
+            "CIFAR-10 batch uses, so it was not loaded (a pickle can run any code it names). "
+            "Delete the file and get the dataset again."
+        ) from None
+    except Exception as err:  # any other unpickling failure means a truncated or corrupt file
         raise CorruptDatasetError(
             f"Cannot read the CIFAR-10 batch {path}: {type(err).__name__}: {err}. The file is "
             "truncated or corrupt; delete it and get it again."
         ) from None
-    return images, labels
+    data, labels = (batch.get("data"), batch.get("labels")) if isinstance(batch, dict) else (None, None)
+    rows_of_pixels = isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.shape[1:] == (3072,)
+    list_of_ints = isinstance(labels, list) and all(type(y) is int for y in labels)
+    if not (rows_of_pixels and list_of_ints):
+        raise CorruptDatasetError(
+            f"{path} is not a CIFAR-10 batch: expected {CIFAR10_PICKLE_LAYOUT}; found "
+            f"{_describe_pickled(batch)}. Delete the file and get the dataset again."
+        )
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+
+
+def _describe_pickled(batch: object) -> str:
+    """What a pickled batch holds, in a few words: its type, and for a dict its keys and values."""
+    if not isinstance(batch, dict):
+        return f"a {type(batch).__name__}"
+    parts = []
+    for key, value in batch.items():
+        if isinstance(value, np.ndarray):
+            parts.append(f"{key!r}: {value.dtype} array of shape {value.shape}")
+        elif isinstance(value, list):
+            kinds = sorted({type(v).__name__ for v in value})
+            parts.append(f"{key!r}: list of {len(value)} ({', '.join(kinds) or 'empty'})")
+        else:
+            parts.append(f"{key!r}: {type(value).__name__}")
+    return "a dict with " + ("; ".join(parts) or "no keys")
 
 
 def _read_cifar_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,15 @@
 """cnnbook.datafiles: finding, checking and reading the dataset files (or downloading them once)."""
 
 import gzip
+import io
 import os
 import pickle
+import pickletools
+import shlex
 import shutil
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +21,7 @@ from cnnbook.config import cache_dir
 from cnnbook.datafiles import (
     CIFAR10_BATCHES,
     CIFAR10_HOW_TO_GET,
+    CIFAR10_PICKLE_LAYOUT,
     FASHION_MNIST_FILES,
     FASHION_MNIST_HOW_TO_GET,
     FASHION_MNIST_SYSTEM,
@@ -217,20 +224,91 @@ def test_cifar10_from_npz_batches(cifar10, cifar10_root):
         assert train.labels[10_000] == batch["y"][0]
 
 
+class Python2Pickler(pickle._Pickler):
+    """Writes protocol 2 as Python 2's cPickle wrote the original CIFAR-10 batches.
+
+    Python 2's ``str`` was bytes, written as SHORT_BINSTRING/BINSTRING (Python 3 writes
+    ``str`` as BINUNICODE and ``bytes`` as a call to ``_codecs.encode``), and NumPy 1 named
+    its array reconstructor ``numpy.core.multiarray._reconstruct``.
+    """
+
+    dispatch = pickle._Pickler.dispatch.copy()
+    numpy_reconstruct = np.zeros(0, np.uint8).__reduce__()[0]  # what NumPy pickles arrays with
+
+    def save_python2_str(self, obj: str | bytes) -> None:
+        raw = obj.encode("latin1") if isinstance(obj, str) else obj
+        if len(raw) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
+        self.memoize(obj)
+
+    dispatch[str] = dispatch[bytes] = save_python2_str
+
+    def save_global(self, obj, name=None) -> None:
+        if obj is self.numpy_reconstruct:
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+            self.memoize(obj)
+        else:
+            super().save_global(obj, name)
+
+
+def python2_pickle(obj) -> bytes:
+    f = io.BytesIO()
+    Python2Pickler(f, protocol=2).dump(obj)
+    return f.getvalue()
+
+
+def original_batch(images: np.ndarray, labels: np.ndarray, batch_label: str) -> dict:
+    """A batch laid out as the original files: rows of 3072 bytes (1024 red, 1024 green, 1024 blue)."""
+    return {
+        "batch_label": batch_label,
+        "labels": labels.tolist(),
+        "data": images.reshape(len(images), 3072),
+        "filenames": [f"image_{i:05d}.png" for i in range(len(images))],
+    }
+
+
+def pickled_cifar10_folder(root: Path, first_batch: bytes) -> Path:
+    """A ``cifar-10-batches-py/`` whose ``data_batch_1`` is ``first_batch``; the rest link to it."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    (folder / "data_batch_1").write_bytes(first_batch)
+    for name in (*CIFAR10_BATCHES[1:], "test_batch"):
+        os.symlink(folder / "data_batch_1", folder / name)
+    return folder
+
+
 def test_cifar10_original_pickled_batches_read_identically(tmp_path, cifar10):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     train, test = cifar10
     batches = [*zip(np.split(train.images, 5), np.split(train.labels, 5), strict=True)]
     batches.append((test.images, test.labels))
-    for name, (images, labels) in zip([*CIFAR10_BATCHES, "test_batch"], batches, strict=True):
-        # The original layout: rows of 3072 bytes (1024 red, 1024 green, 1024 blue) and a list of ints.
-        batch = {"data": images.reshape(10_000, 3072), "labels": labels.tolist()}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f)
+    batch_labels = [*(f"training batch {i} of 5" for i in range(1, 6)), "testing batch 1 of 1"]
+    for name, (images, labels), batch_label in zip(
+        [*CIFAR10_BATCHES, "test_batch"], batches, batch_labels, strict=True
+    ):
+        (folder / name).write_bytes(python2_pickle(original_batch(images, labels, batch_label)))
+    # The bytes the original data_batch_1 starts with (Python 2 numbered its memo from 1, not 0).
+    first = (folder / "data_batch_1").read_bytes()
+    assert first.startswith(b"\x80\x02}q\x00(U\x0bbatch_labelq\x01U\x15training batch 1 of 5q\x02")
+    names = {arg for op, arg, _ in pickletools.genops(first) if op.name == "GLOBAL"}
+    assert names == {"numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"}
     found = read_cifar10(root=tmp_path)
     assert found[0].source == folder
     assert_same_splits(found, cifar10)
+
+
+def test_pickled_batch_written_by_python3_and_numpy2_reads_too(tmp_path, cifar10):
+    test = cifar10[1]
+    batch = original_batch(test.images, test.labels, "testing batch 1 of 1")
+    written = pickle.dumps(batch, protocol=4)
+    assert b"numpy._core.multiarray" in written  # NumPy 2's name for the reconstructor
+    pickled_cifar10_folder(tmp_path, written)
+    found_test = read_cifar10(root=tmp_path)[1]
+    assert np.array_equal(found_test.images, test.images)
+    assert np.array_equal(found_test.labels, test.labels)
 
 
 def test_truncated_npz_batch_is_reported_by_name(tmp_path, cifar10_root):
@@ -292,3 +370,103 @@ def test_missing_batch_file_is_named(tmp_path, cifar10_root):
     assert "cifar-10-batches-py" in message  # the other layout was looked for too
     assert "the download failed (OSError: offline)" in message
     assert list(cache_dir().rglob("*")) == []
+
+
+# --------------------------------------------------- CIFAR-10 pickles that are not batches
+
+
+class RunsCommand:
+    """Unpickles into a call of ``os.system(command)``: what a planted "batch" can do."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+SYSTEM = f"{os.system.__module__}.system"  # posix.system
+
+
+def planted_batches(tmp_path: Path, canary: Path) -> dict[str, bytes]:
+    """Pickles that run ``touch canary`` when loaded: inside a batch laid out as the original
+    (Python 2, protocol 2), and bare with protocol 5 (which names globals differently)."""
+    command = f"touch {shlex.quote(str(canary))}"
+    disguised = original_batch(np.zeros((10, 3, 32, 32), np.uint8), np.zeros(10, np.int64), "batch 1")
+    disguised["filenames"] = RunsCommand(command)
+    return {
+        "inside an original batch": python2_pickle(disguised),
+        "protocol 5": pickle.dumps(RunsCommand(command), protocol=5),
+    }
+
+
+@pytest.mark.parametrize("kind", ["inside an original batch", "protocol 5"])
+def test_pickled_batch_that_would_run_a_command_is_refused_without_running_it(tmp_path, kind):
+    canary = tmp_path / "CANARY"
+    planted = planted_batches(tmp_path, canary)[kind]
+    pickle.loads(planted, encoding="latin1")  # the control: a plain pickle.load runs the command
+    assert canary.exists(), "the planted pickle should run its command when loaded with pickle"
+    canary.unlink()
+
+    folder = pickled_cifar10_folder(tmp_path / "data", planted)
+    with pytest.raises(CorruptDatasetError) as err:
+        read_cifar10(root=tmp_path / "data")
+
+    assert not canary.exists(), "reading the batches ran the command in the pickle"
+    assert str(err.value) == (
+        f"{folder / 'data_batch_1'} is not a CIFAR-10 batch: unpickling it would call {SYSTEM}, which "
+        "no CIFAR-10 batch uses, so it was not loaded (a pickle can run any code it names). Delete the "
+        f"file and get the dataset again.\nGet a good copy with:\n{CIFAR10_HOW_TO_GET}"
+    )
+
+
+def test_cnnbook_data_command_does_not_run_a_planted_batch(tmp_path):
+    canary = tmp_path / "CANARY"
+    folder = pickled_cifar10_folder(tmp_path / "data", planted_batches(tmp_path, canary)["protocol 5"])
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnbook", "data"],
+        cwd=tmp_path,
+        env={**os.environ, "CNNBOOK_DATA": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert not canary.exists(), "python -m cnnbook data ran the command in a planted pickle"
+    assert result.returncode != 0
+    assert f"{folder / 'data_batch_1'} is not a CIFAR-10 batch: unpickling it would call {SYSTEM}" in output
+    assert "Delete the file and get the dataset again" in output
+    assert "Traceback" not in output, "a bad file is a message, not a crash"
+
+
+ROWS = np.zeros((10, 3072), np.uint8)  # ten black images in the original layout
+
+
+@pytest.mark.parametrize(
+    "batch, found",
+    [
+        ({"data": ROWS.astype(np.float32), "labels": [0] * 10}, "'data': float32 array of shape (10, 3072)"),
+        (
+            {"data": ROWS.reshape(10, 32, 32, 3), "labels": [0] * 10},
+            "'data': uint8 array of shape (10, 32, 32, 3)",
+        ),
+        ({"data": ROWS, "labels": ["cat"] * 10}, "'labels': list of 10 (str)"),
+        ({"data": ROWS, "fine_labels": [0] * 10}, "'fine_labels': list of 10 (int)"),  # CIFAR-100's key
+    ],
+)
+def test_pickled_dict_of_the_wrong_layout_is_refused(tmp_path, batch, found):
+    folder = pickled_cifar10_folder(tmp_path, python2_pickle(batch))
+    with pytest.raises(CorruptDatasetError) as err:
+        read_cifar10(root=tmp_path)
+    assert str(err.value).startswith(f"{folder / 'data_batch_1'} is not a CIFAR-10 batch: expected a dict")
+    assert found in str(err.value)
+
+
+def test_pickled_list_is_refused_with_the_layout_expected(tmp_path):
+    folder = pickled_cifar10_folder(tmp_path, python2_pickle([np.zeros(3072, np.uint8), 3]))
+    with pytest.raises(CorruptDatasetError) as err:
+        read_cifar10(root=tmp_path)
+    assert str(err.value) == (
+        f"{folder / 'data_batch_1'} is not a CIFAR-10 batch: expected {CIFAR10_PICKLE_LAYOUT}; found a "
+        f"list. Delete the file and get the dataset again.\nGet a good copy with:\n{CIFAR10_HOW_TO_GET}"
+    )
