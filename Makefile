@@ -43,8 +43,12 @@ serve:
 	@echo "Serving the book on http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
 	$(PY) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
 
+# The students' JupyterLab: lab-config/ switches off nbgrader's instructor interface (the
+# Create Assignment toolbar, the Nbgrader menu, formgrader). nbgrader stays installed for
+# instructors: `.venv/bin/jupyter lab` or `nbgrader formgrader` still show it.
 lab: setup
-	CNNBOOK_PROFILE=$${CNNBOOK_PROFILE:-quick} $(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) chapters
+	CNNBOOK_PROFILE=$${CNNBOOK_PROFILE:-quick} JUPYTER_CONFIG_PATH=$(CURDIR)/lab-config \
+	    $(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) chapters
 
 # Two pytest workers on two cores: one math thread each, since two processes each spinning
 # two OpenMP threads on two cores slow each other down many times over.

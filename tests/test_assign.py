@@ -1,10 +1,7 @@
-"""Classroom tools: student copies (`cnnbook.assign`) and nbgrader reading the chapters
-unchanged. Grading is tested in test_grade.py and test_grade_hostile.py."""
+"""Classroom tools: student copies (`cnnbook.assign`). nbgrader reading the chapters unchanged,
+and both tools' copies of every chapter, are tested in test_student_copies.py; grading in
+test_grade.py and test_grade_hostile.py."""
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -132,31 +129,3 @@ def test_every_chapter_has_exercises_with_solutions_and_checks(path):
     )
     assert any(m.get("grade") and not m.get("solution") for m in meta), f"{path.name} has no grade cells"
     assert not any("### BEGIN" in c.source for c in student.cells)
-
-
-# -- nbgrader itself ------------------------------------------------------------------------
-
-
-def test_nbgrader_generate_assignment_accepts_the_chapters_unchanged(tmp_path):
-    nbgrader = Path(sys.executable).parent / "nbgrader"
-    assert nbgrader.exists(), "nbgrader is not installed: pip install -r requirements.txt"
-    course = tmp_path / "course"
-    shutil.copytree(REPO / "chapters", course / "source" / "book", ignore=shutil.ignore_patterns(".*"))
-    (course / "nbgrader_config.py").write_text(
-        f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
-    )
-    result = subprocess.run(
-        [str(nbgrader), "generate_assignment", "book", "--force", "--create"],
-        cwd=course, capture_output=True, text=True, timeout=300,
-        # nbgrader runs `alembic` by name: the venv's bin must be on PATH even when it is not activated
-        env={**os.environ, "HOME": str(tmp_path),
-             "PATH": f"{nbgrader.parent}{os.pathsep}{os.environ['PATH']}"},
-    )  # fmt: skip
-    assert result.returncode == 0, (
-        "nbgrader refused a chapter; every solution region must sit in a cell with nbgrader metadata "
-        "(book/instructors.md, 'Writing your own exercises'):\n" + (result.stdout + result.stderr)[-3000:]
-    )
-    for chapter in CHAPTERS:
-        released = (course / "release" / "book" / chapter.name).read_text()
-        assert "### BEGIN SOLUTION" not in released and "### BEGIN HIDDEN TESTS" not in released
-        assert "YOUR CODE HERE" in released

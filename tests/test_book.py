@@ -1,6 +1,8 @@
 """The website: it builds with warnings as errors, and a real headless Chromium finds the
 LeNet chapter rendered (figures, math, launch buttons), search working, and no console
-errors or requests that fail (everything is served locally, nothing from a CDN)."""
+errors or requests that fail (everything is served locally, nothing from a CDN). On every
+chapter each exercise has one *Solution* toggle, and no page shows the grader's markup
+(solution markers, hidden tests, nbval comments)."""
 
 import functools
 import http.server
@@ -11,7 +13,11 @@ import sys
 import threading
 from pathlib import Path
 
+import nbformat
 import pytest
+from test_student_copies import region_lines
+
+from cnnbook.assign import HIDDEN_TESTS_REGION, SOLUTION_REGION
 
 REPO = Path(__file__).parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -114,3 +120,68 @@ def test_search_finds_the_lenet_chapter(browser, server):
     results = page.inner_text("#search-results")
     assert "LeNet" in results, results
     assert not errors and not failed, (errors, failed)
+
+
+# -- exercises on the site: one toggle each, no grader markup ---------------------------------
+
+CHAPTERS = sorted((REPO / "chapters").glob("*.ipynb"))
+GRADER_MARKUP = ["BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN SOLUTION", "END SOLUTION"]
+GRADER_MARKUP += ["NBVAL_CHECK_OUTPUT"]
+EXERCISE_TOGGLES = """() => {
+    // An "Exercise N." statement starts an exercise, a heading ends it; list each one's toggles.
+    const exercises = [];
+    let current = null;
+    for (const el of document.querySelectorAll(
+        "article p, article details, article .toggle, article h1, article h2, article h3")) {
+        if (el.parentElement.closest("details, .toggle")) continue;  // inside a toggle
+        if (/^H[1-3]$/.test(el.tagName)) {
+            current = null;
+        } else if (el.tagName === "P") {
+            const statement = el.innerText.match(/^Exercise (\\d+)\\./);
+            if (statement) exercises.push(current = {exercise: statement[1], toggles: []});
+        } else if (current) {
+            const summary = el.querySelector("summary");
+            current.toggles.push(summary ? summary.innerText.trim() : el.className);
+        }
+    }
+    const solutions = [...document.querySelectorAll("article details > summary")]
+        .filter(s => /solution/i.test(s.innerText)).length;
+    return {exercises, solutions};
+}"""
+
+
+def hidden_test_lines(nb) -> set[str]:
+    """The lines of the hidden tests that appear nowhere else in the notebook."""
+    hidden = {line for c in nb.cells for line in region_lines(c.source, *HIDDEN_TESTS_REGION)}
+    elsewhere = {
+        line.strip()
+        for c in nb.cells
+        for line in c.source.split(HIDDEN_TESTS_REGION[0])[0].split("\n")  # before any hidden tests
+    }
+    return hidden - elsewhere
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_exercises_have_one_solution_toggle_and_no_grader_markup(browser, server, chapter):
+    page, _, _ = open_page(browser, f"{server}/chapters/{chapter.stem}.html")
+    found = page.evaluate(EXERCISE_TOGGLES)
+    exercises = found["exercises"]
+    assert exercises, f"no 'Exercise N.' statements found on {chapter.stem}.html"
+    for exercise in exercises:
+        assert exercise["toggles"] == ["Solution"], (
+            f"{chapter.stem}, exercise {exercise['exercise']}: expected one 'Solution' toggle, "
+            f"found {exercise['toggles']}"
+        )
+    assert found["solutions"] == len(exercises), "a solution toggle outside the exercises"
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    text = page.inner_text("article")
+    for marker in GRADER_MARKUP:
+        assert marker not in text, f"{chapter.stem}.html shows {marker!r}"
+    nb = nbformat.read(chapter, as_version=4)
+    shown = [line for line in hidden_test_lines(nb) if line in text]
+    assert not shown, f"{chapter.stem}.html shows hidden tests: {shown}"
+    solution = [line for c in nb.cells for line in region_lines(c.source, *SOLUTION_REGION)]
+    missing = [line for line in solution if line not in text]
+    assert solution and not missing, f"{chapter.stem}.html lost solution lines: {missing[:5]}"
+    page.close()
