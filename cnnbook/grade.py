@@ -44,6 +44,9 @@ from cnnbook.grade_report import ExerciseResult, clean_reason, secret_lines, wri
 from cnnbook.sandbox import SANDBOX_HOME, Sandbox, SandboxLimits, require_sandbox, sandbox_uid
 
 WORKER_GRACE = 120  # seconds a worker may take beyond the notebook's time limit (kernel start, cleanup)
+# libzmq can abort the worker (an assertion in its receive queue) when a kernel drops a
+# connection in the middle of a message; such a worker is run once more before giving up.
+WORKER_TRIES = 2
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ def grade_notebook(
         nbformat.write(nb, run / notebook)
         result, why = _run_worker(run, run / notebook, work, runtime, limits, uid, executed)
     if result is None:
-        return not_graded(source, student, notebook, why)
+        return not_graded(source, student, notebook, clean_reason(why, secrets))
     cells = {int(index): cell for index, cell in result["cells"].items()}
 
     def outcome(grade_id):
@@ -215,32 +218,41 @@ def _run_worker(
         "sandbox": {"uid": uid, "limits": asdict(limits.resources), "readable": [str(p) for p in data]}
         if limits.sandbox else None,
     }  # fmt: skip
-    if limits.sandbox:
-        Sandbox(work, runtime, uid).hand_over()
+    command = [sys.executable, "-m", "cnnbook.grade_worker", str(run / "job.json")]
+    if limits.sandbox:  # a mount namespace of its own, for the kernel's private socket folder
+        command = ["unshare", "--mount", "--propagation", "private", *command]
     else:
         (run / "home").mkdir()
     (run / "job.json").write_text(json.dumps(job))
+    for _ in range(WORKER_TRIES):
+        code = _worker_exit_code(command, run, limits.time_limit + WORKER_GRACE)
+        if limits.sandbox:
+            Sandbox(work, runtime, uid).kill_leftovers()
+        if (run / "result.json").is_file() or code != -signal.SIGABRT:
+            break
+    if executed is not None and (run / "executed.ipynb").is_file():
+        shutil.copyfile(run / "executed.ipynb", executed)
+    if (run / "result.json").is_file():
+        return json.loads((run / "result.json").read_text()), ""
+    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+    last = (run / "worker.log").read_text(errors="replace").strip().splitlines()[-1:]  # its own words
+    return None, f"the grading worker ended without a result ({how}){': ' + last[0] if last else ''}"
+
+
+def _worker_exit_code(command: list[str], run: Path, seconds: float) -> int:
+    """Run the worker, for at most ``seconds``; returns its exit code (minus the signal that killed it)."""
     with open(run / "worker.log", "w") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "cnnbook.grade_worker", str(run / "job.json")],
-            cwd=run, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+            command, cwd=run, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
         try:
-            worker.wait(timeout=limits.time_limit + WORKER_GRACE)
+            worker.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             pass
         finally:
             _kill_group(worker.pid)
             worker.wait()
-    if limits.sandbox:
-        Sandbox(work, runtime, uid).kill_leftovers()
-    if executed is not None and (run / "executed.ipynb").is_file():
-        shutil.copyfile(run / "executed.ipynb", executed)
-    if (run / "result.json").is_file():
-        return json.loads((run / "result.json").read_text()), ""
-    code = worker.returncode
-    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-    return None, f"the grading worker ended without a result ({how})"
+    return worker.returncode
 
 
 def _kill_group(pid: int) -> None:

@@ -21,6 +21,8 @@ from cnnbook.assign import is_graded, is_solution, student_notebook
 
 REASON_LIMIT = 200
 SECRET_MIN_LENGTH = 8  # shorter lines ("pass", "x = 1") are too common to be worth hiding
+QUOTE_WINDOW = 8  # a reason that shares this many characters (spaces aside) with a secret line is withheld
+SPREADSHEET_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would run as a formula
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")  # what Markdown or a table row reads
 
 
@@ -52,14 +54,30 @@ def secret_lines(source) -> set[str]:
     for cell in source.cells:
         if is_solution(cell) or is_graded(cell):
             secret |= {one_line(line) for line in cell.source.split("\n")}
-    return {line for line in secret - shown if len(line) >= SECRET_MIN_LENGTH}
+    markup = ("###", ":::", "```")  # nbgrader's region markers and MyST's fences give nothing away
+    return {line for line in secret - shown if len(line) >= SECRET_MIN_LENGTH and not line.startswith(markup)}
+
+
+def quotes_a_secret(text: str, secrets: set[str]) -> bool:
+    """True if ``text`` holds any `QUOTE_WINDOW` consecutive characters of a secret line, spaces
+    ignored in both (so a line cut short or spelled out letter by letter is still caught)."""
+    squeezed = "".join(text.split())
+    for secret in secrets:
+        bare = "".join(secret.split())
+        if any(bare[i : i + QUOTE_WINDOW] in squeezed for i in range(max(1, len(bare) - QUOTE_WINDOW + 1))):
+            return True
+    return False
 
 
 def clean_reason(text: str, secrets: set[str] = frozenset()) -> str:
-    """A reason fit for the report: one line, each secret line replaced, `REASON_LIMIT` characters at most."""
+    """A reason fit for the report: one line, `REASON_LIMIT` characters at most, and, if it quotes
+    any part of a secret line, only the exception's name (if a plain one) and ``[hidden: ...]``."""
     text = one_line(text)
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "[hidden]")
+    if quotes_a_secret(text, secrets):
+        name = text.split(":")[0]
+        plain = name.isidentifier() and len(name) <= 40 and not quotes_a_secret(name, secrets)
+        shown = name if plain else "Error"
+        text = f"{shown}: [hidden: the message quoted a hidden test or solution]"
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
 
 
@@ -75,12 +93,17 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def spreadsheet_safe(value):
+    """``value``, with a ``'`` before a text a spreadsheet would run as a formula (``=HYPERLINK(...)``)."""
+    return "'" + value if isinstance(value, str) and value.startswith(SPREADSHEET_FORMULA) else value
+
+
 def csv_text(results: list[ExerciseResult]) -> str:
     """The rows of ``grades.csv``: one per student, notebook and exercise."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[field.name for field in fields(ExerciseResult)])
     writer.writeheader()
-    writer.writerows(asdict(r) for r in results)
+    writer.writerows({key: spreadsheet_safe(value) for key, value in asdict(r).items()} for r in results)
     return buffer.getvalue()
 
 

