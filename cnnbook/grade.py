@@ -306,7 +306,8 @@ def grade(
 ) -> list[ExerciseResult]:
     """Grade every submission in ``submissions``; write ``out/grades.csv`` and ``out/summary.md``.
 
-    With ``resume``, submissions whose result is already in ``out/results/`` are not run again.
+    With ``resume``, submissions whose result is already in ``out/results/`` are not run again,
+    except those that could not be graded.
     """
     if limits.sandbox:
         require_sandbox()
@@ -322,8 +323,10 @@ def grade(
     def one(item) -> list[ExerciseResult]:
         student, name, path = item
         done = result_file(out, student, name)
-        if resume and done.is_file():
-            return [ExerciseResult(**row) for row in json.loads(done.read_text())]
+        if resume and done.is_file():  # kept, unless it could not be graded last time
+            rows = [ExerciseResult(**row) for row in json.loads(done.read_text())]
+            if not any(r.status == "not graded" for r in rows):
+                return rows
         began = time.perf_counter()
         executed = executed_dir / f"{student}-{name}" if executed_dir else None
         try:

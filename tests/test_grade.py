@@ -14,6 +14,7 @@ worker leaves its student "not graded" while the rest finish.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -29,10 +31,11 @@ import pytest
 from test_assign import exercise_notebook, nbgrader_cell
 
 import cnnbook
+import cnnbook.grade
 from cnnbook.assign import student_notebook
 from cnnbook.grade import Limits, grade, restore_grade_cells
 from cnnbook.grade_report import clean_reason, markdown_text, secret_lines, summary_text
-from cnnbook.sandbox import FIRST_SANDBOX_UID, SandboxLimits, SandboxUnavailable, sandbox_problem
+from cnnbook.sandbox import FIRST_SANDBOX_UID, UID_CLAIMS, SandboxLimits, SandboxUnavailable, sandbox_problem
 
 SECRET = "instructor-token-7f3a9c1e"  # in the grader's environment while it grades
 PACKAGE = Path(cnnbook.__file__).resolve().parent
@@ -241,17 +244,39 @@ def submission(cells: dict[int, str]):
     return nb
 
 
-def sandbox_processes() -> list[int]:
-    """Processes running as any sandbox user."""
+def sandbox_processes(uids: set[int]) -> list[int]:
+    """Processes running as one of ``uids`` while no grader on this machine holds that uid (another
+    grader's running kernels are not leftovers)."""
     found = []
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            uid = int(Path(f"/proc/{name}/status").read_text().split("Uid:")[1].split()[0])
-        except (OSError, IndexError):
-            continue
-        if uid >= FIRST_SANDBOX_UID:
-            found.append(int(name))
+    for uid in uids:
+        with open(UID_CLAIMS / str(uid), "w") as claim:
+            fcntl.flock(claim, fcntl.LOCK_EX)  # waits while another grader uses it
+            for name in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    owner = int(Path(f"/proc/{name}/status").read_text().split("Uid:")[1].split()[0])
+                except (OSError, IndexError):
+                    continue
+                if owner == uid:
+                    found.append(int(name))
     return found
+
+
+@contextmanager
+def recording_uids(used: set[int]):
+    """Make `cnnbook.grade` note every sandbox uid it claims in ``used``."""
+    claim = cnnbook.grade.sandbox_uid
+
+    @contextmanager
+    def noted():
+        with claim() as uid:
+            used.add(uid)
+            yield uid
+
+    cnnbook.grade.sandbox_uid = noted
+    try:
+        yield
+    finally:
+        cnnbook.grade.sandbox_uid = claim
 
 
 def kill_the_marked_worker(stop: threading.Event) -> None:
@@ -319,7 +344,8 @@ def graded(tmp_path_factory):
     killer.start()
     os.environ["GRADER_TOKEN"] = SECRET
     try:
-        results = grade(submissions, [source], root / "report", limits, keep_executed=True)
+        with recording_uids(used := set()):
+            results = grade(submissions, [source], root / "report", limits, keep_executed=True)
     finally:
         del os.environ["GRADER_TOKEN"]
         stop.set()
@@ -331,7 +357,7 @@ def graded(tmp_path_factory):
         except TimeoutError:
             pass
     report = {name: (root / "report" / name).read_bytes() for name in ("grades.csv", "summary.md")}
-    left = sandbox_processes()
+    left = sandbox_processes(used)
     time.sleep(2)  # a daemon that survived would rewrite the report now
     return {"results": results, "root": root, "source": source, "before": before, "report": report,
             "left": left, "connections": connections, "submissions": submissions}  # fmt: skip
@@ -482,13 +508,31 @@ def test_resume_grades_only_what_has_no_result(graded, tmp_path, capsys):
 
     result_file(out, "bob", "ex.ipynb").unlink()  # as if grading stopped before bob
     capsys.readouterr()
-    results = grade(graded["submissions"], [graded["source"]], out, Limits(cell_timeout=20, time_limit=90),
+    results = grade(graded["submissions"], [graded["source"]], out, Limits(cell_timeout=20, time_limit=30),
                     resume=True)  # fmt: skip
-    assert capsys.readouterr().out.count("graded ") == 1, "only bob ran again"
+    ran = sorted(
+        line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("graded ")
+    )
+    assert ran == ["bob/ex.ipynb", "victim/ex.ipynb"], (
+        "bob, who had no result, and victim, not graded last time"
+    )
     assert [r for r in results if r.student == "bob"][0].status == "failed"
+    assert [r for r in results if r.student == "victim"][0].status == "failed", "graded this time"
     assert (out / "grades.csv").read_text().count("\n") == (
         graded["root"] / "report" / "grades.csv"
     ).read_text().count("\n")
+
+
+def test_cpu_time_is_limited(tmp_path):
+    sandboxes_here()
+    source = tmp_path / "ex.ipynb"
+    nbformat.write(exercise_notebook(), source)
+    (tmp_path / "in" / "spinner").mkdir(parents=True)
+    spin = square_is("while True:\n    pass")
+    nbformat.write(submission({1: spin}), tmp_path / "in" / "spinner" / "ex.ipynb")
+    limits = Limits(cell_timeout=60, time_limit=90, resources=SandboxLimits(cpu_seconds=8))
+    results = grade(tmp_path / "in", [source], tmp_path / "out", limits)
+    assert results[0].status == "not run" and "kernel died" in results[0].reason, results[0]
 
 
 def test_without_a_sandbox_grading_refuses_and_names_the_flag(monkeypatch, tmp_path, capsys):
