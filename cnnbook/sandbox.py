@@ -58,12 +58,11 @@ def sandbox_uid():
     """An unused uid for one sandbox, held until the block ends, so that no two sandboxes on this
     machine (from one grader or several) ever share a uid, and with it a process limit or a
     `Sandbox.kill_leftovers`. The claim is an flock, which the kernel drops if the grader dies."""
-    folder = UID_CLAIMS
-    folder.mkdir(mode=0o700, exist_ok=True)
-    if folder.stat().st_uid != os.geteuid() or folder.is_symlink():
-        raise SandboxUnavailable(f"{folder} belongs to someone else: remove it and grade again")
+    UID_CLAIMS.mkdir(mode=0o700, exist_ok=True)
+    if UID_CLAIMS.stat().st_uid != os.geteuid() or UID_CLAIMS.is_symlink():
+        raise SandboxUnavailable(f"{UID_CLAIMS} belongs to someone else: remove it and grade again")
     for uid in range(FIRST_SANDBOX_UID, FIRST_SANDBOX_UID + SANDBOX_UIDS):
-        with open(folder / str(uid), "w") as claim:
+        with open(UID_CLAIMS / str(uid), "w") as claim:
             try:
                 fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
