@@ -337,7 +337,7 @@ def graded(tmp_path_factory):
     (submissions / "sly" / "ex.ipynb").symlink_to(source)
     before = {"instructor": digest(root / "submitted"), "package": digest(PACKAGE),
               "source": source.read_bytes()}  # fmt: skip
-    limits = Limits(cell_timeout=20, time_limit=90, jobs=2, output_limit=2**20,
+    limits = Limits(cell_timeout=10, time_limit=90, jobs=2, output_limit=2**20,
                     resources=SandboxLimits(memory=2 * 2**30, processes=256, file_size=64 * 2**20, home=256 * 2**20))  # fmt: skip
     stop = threading.Event()
     killer = threading.Thread(target=kill_the_marked_worker, args=(stop,), daemon=True)
@@ -508,7 +508,7 @@ def test_resume_grades_only_what_has_no_result(graded, tmp_path, capsys):
 
     result_file(out, "bob", "ex.ipynb").unlink()  # as if grading stopped before bob
     capsys.readouterr()
-    results = grade(graded["submissions"], [graded["source"]], out, Limits(cell_timeout=20, time_limit=30),
+    results = grade(graded["submissions"], [graded["source"]], out, Limits(cell_timeout=5, time_limit=30),
                     resume=True)  # fmt: skip
     ran = sorted(
         line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("graded ")
