@@ -48,6 +48,7 @@ WORKER_GRACE = 120  # seconds a worker may take beyond the notebook's time limit
 # libzmq can abort the worker (an assertion in its receive queue) when a kernel drops a
 # connection in the middle of a message; such a worker is run once more before giving up.
 WORKER_TRIES = 2
+NOTEBOOK_LIMIT = 64 * 2**20  # bytes: a larger submission is not read at all
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,10 @@ def grade_notebook(
     if path is None:
         return scored(source, student, notebook, lambda _: (None, "not submitted"))
     try:
-        if path.is_symlink():
-            raise ValueError("a symbolic link, not a file")
+        if path.is_symlink() or not path.is_file():
+            raise ValueError("a symbolic link or a special file, not a plain file")
+        if path.stat().st_size > NOTEBOOK_LIMIT:
+            raise ValueError(f"larger than {NOTEBOOK_LIMIT // 2**20} MB")
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
     except Exception as err:  # anything unreadable scores zero, with the reason
@@ -196,7 +199,7 @@ def grade_notebook(
         cell = cells.get(index_of[grade_id])
         if cell is None:
             why = result["stopped"] or "the notebook stopped before this cell"
-            return None, clean_reason(f"not run: {why}")
+            return None, clean_reason(f"not run: {why}", secrets)
         if cell["ok"]:
             return True, ""
         return False, clean_reason(f"{cell['ename']}: {cell['evalue']}", secrets)

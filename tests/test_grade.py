@@ -624,3 +624,15 @@ def test_each_sandbox_gets_a_uid_of_its_own_across_graders():
         assert first != second and min(first, second) >= FIRST_SANDBOX_UID
     with sandbox_uid() as again:
         assert again == min(first, second), "a released uid is used again"
+
+
+def test_special_and_huge_files_are_not_read(tmp_path):
+    from cnnbook.grade import NOTEBOOK_LIMIT, grade_notebook
+
+    source = exercise_notebook()
+    fifo, huge = tmp_path / "fifo.ipynb", tmp_path / "huge.ipynb"
+    os.mkfifo(fifo)  # reading it would block the grader for good
+    huge.write_bytes(b" " * (NOTEBOOK_LIMIT + 1))
+    for path, why in ((fifo, "a special file"), (huge, "larger than 64 MB")):
+        rows = grade_notebook(path, source, "ada", "ex.ipynb", Limits(), uid=0)
+        assert rows[0].status == "not run" and why in rows[0].reason, rows[0]
