@@ -13,17 +13,15 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
+from lab_server import jupyterlab
 
 from cnnbook.assign import HIDDEN_TESTS_REGION, SOLUTION_REGION, TEXT_STUB, student_notebook
 
@@ -260,32 +258,17 @@ def make_lab_command() -> str:
     return command
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_make_lab_hides_nbgraders_instructor_interface(tmp_path):
     """`make lab` starts JupyterLab without nbgrader's lab extension (Create Assignment toolbar,
     Nbgrader menu) and without its server extensions (formgrader), though nbgrader is installed."""
-    port, token = free_port(), secrets.token_hex(16)
-    command = f"{make_lab_command()} --no-browser --port={port} --IdentityProvider.token={token}"
+    lab = make_lab_command()
     env = {**os.environ, "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "run")}
-    log = open(tmp_path / "lab.log", "w")
-    process = subprocess.Popen(["bash", "-c", command], cwd=REPO, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                page = urllib.request.urlopen(f"{base}/lab?token={token}", timeout=5).read().decode()
-                break
-            except OSError:
-                assert process.poll() is None, (tmp_path / "lab.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "JupyterLab did not start in 90 s"
-                time.sleep(0.5)
+
+    def command(port, token):
+        return f"{lab} --no-browser --port={port} --IdentityProvider.token={token}"
+
+    with jupyterlab(command, REPO, env, tmp_path / "lab.log") as (base, token):
+        page = urllib.request.urlopen(f"{base}/lab?token={token}", timeout=30).read().decode()
         config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', page, re.S).group(1))
         installed = {e["name"] for e in config["federated_extensions"]}
         assert "@jupyter/nbgrader" in installed, "nbgrader's lab extension should still be installed"
@@ -296,16 +279,3 @@ def test_make_lab_hides_nbgraders_instructor_interface(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as answer:
             urllib.request.urlopen(f"{base}/formgrader?token={token}", timeout=5)
         assert answer.value.code == 404, "nbgrader's formgrader is served to students"
-    finally:
-        try:  # a clean shutdown first, then whatever is left of the process group
-            request = urllib.request.Request(f"{base}/api/shutdown?token={token}", method="POST")
-            urllib.request.urlopen(request, timeout=5)
-            process.wait(timeout=20)
-        except Exception:
-            pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-        log.close()

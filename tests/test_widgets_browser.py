@@ -10,18 +10,14 @@
 
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
+from lab_server import jupyterlab
 from test_book import REPO, browser, open_page, server  # noqa: F401 (the book tests' fixtures)
 
 from cnnbook.execute import execute_notebook
@@ -154,12 +150,6 @@ def chapter_cells() -> list[str]:
     return [s.replace("epochs=num_epochs", "epochs=10") for s in sources]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab on a copy of the chapter's slider cells; yields (url of the notebook, token)."""
@@ -167,40 +157,16 @@ def lab(tmp_path_factory):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in chapter_cells()])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "sliders.ipynb")
-    port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "CNNBOOK_PROFILE": "quick", "HOME": str(root),
            "JUPYTER_CONFIG_DIR": str(root / "cfg"), "JUPYTER_RUNTIME_DIR": str(root / "run")}  # fmt: skip
-    command = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1",
-               f"--port={port}", f"--IdentityProvider.token={token}", "--expose-app-in-browser",
-               f"--ServerApp.root_dir={root}", "--LabApp.news_url=", "--allow-root"]  # fmt: skip
-    log = open(root / "lab.log", "w")
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                assert process.poll() is None, (root / "lab.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "JupyterLab did not start in 90 s"
-                time.sleep(0.5)
+
+    def command(port, token):
+        return [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1",
+                f"--port={port}", f"--IdentityProvider.token={token}", "--expose-app-in-browser",
+                f"--ServerApp.root_dir={root}", "--LabApp.news_url=", "--allow-root"]  # fmt: skip
+
+    with jupyterlab(command, root, env, root / "lab.log") as (base, token):
         yield f"{base}/lab/tree/sliders.ipynb?token={token}", token
-    finally:
-        try:  # a clean shutdown also stops the kernels it started
-            request = urllib.request.Request(f"{base}/api/shutdown?token={token}", method="POST")
-            urllib.request.urlopen(request, timeout=5)
-            process.wait(timeout=20)
-        except Exception:
-            pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-        log.close()
 
 
 def test_sliders_run_and_train_live_in_jupyterlab(browser, lab):  # noqa: F811
