@@ -104,7 +104,7 @@ class Sandbox:
         """SIGKILL every process still running as the sandbox's user (there should be none:
         killing the sandbox ends its pid namespace; this is the second lock on the door)."""
         for _ in range(10):
-            pids = [pid for pid in _pids() if _real_uid(pid) == self.uid]
+            pids = processes_of(self.uid)
             if not pids:
                 return
             for pid in pids:
@@ -196,8 +196,10 @@ class Mounts:
         self.add("--perms", "1777", "--size", str(size), "--tmpfs", str(path))
 
 
-def _pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+def processes_of(uid: int) -> list[int]:
+    """The pids of the processes whose real user is ``uid``."""
+    pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    return [pid for pid in pids if _real_uid(pid) == uid]
 
 
 def _real_uid(pid: int) -> int | None:

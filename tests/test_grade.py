@@ -35,7 +35,14 @@ import cnnbook.grade
 from cnnbook.assign import student_notebook
 from cnnbook.grade import Limits, grade, restore_grade_cells
 from cnnbook.grade_report import clean_reason, markdown_text, secret_lines, summary_text
-from cnnbook.sandbox import FIRST_SANDBOX_UID, UID_CLAIMS, SandboxLimits, SandboxUnavailable, sandbox_problem
+from cnnbook.sandbox import (
+    FIRST_SANDBOX_UID,
+    UID_CLAIMS,
+    SandboxLimits,
+    SandboxUnavailable,
+    processes_of,
+    sandbox_problem,
+)
 
 SECRET = "instructor-token-7f3a9c1e"  # in the grader's environment while it grades
 PACKAGE = Path(cnnbook.__file__).resolve().parent
@@ -251,13 +258,7 @@ def sandbox_processes(uids: set[int]) -> list[int]:
     for uid in uids:
         with open(UID_CLAIMS / str(uid), "w") as claim:
             fcntl.flock(claim, fcntl.LOCK_EX)  # waits while another grader uses it
-            for name in filter(str.isdigit, os.listdir("/proc")):
-                try:
-                    owner = int(Path(f"/proc/{name}/status").read_text().split("Uid:")[1].split()[0])
-                except (OSError, IndexError):
-                    continue
-                if owner == uid:
-                    found.append(int(name))
+            found += processes_of(uid)
     return found
 
 
