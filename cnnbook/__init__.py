@@ -28,7 +28,7 @@ from cnnbook.data import (
 from cnnbook.datafiles import CorruptDatasetError, DatasetNotFoundError, read_cifar10, read_fashion_mnist
 from cnnbook.explorers import ConvExplorer, TrainingExplorer
 from cnnbook.history import History
-from cnnbook.inspect import ShapeMismatchError, layer_table
+from cnnbook.inspection import ShapeMismatchError, layer_table
 from cnnbook.loader import Augment, DeviceLoader
 from cnnbook.plot import new_figure, plot_history, show_images
 from cnnbook.train import TrainingDivergedError, accuracy, evaluate_accuracy, init_xavier, train

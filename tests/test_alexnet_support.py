@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from cnnbook import ShapeMismatchError, layer_table, models
-from cnnbook.inspect import fitting_sizes
+from cnnbook.inspection import fitting_sizes
 
 
 def test_a_28x28_image_for_the_224_alexnet_names_the_sizes_that_fit():

@@ -1,4 +1,4 @@
-"""cnnbook.inspect: the per-layer table of shapes, parameters, memory and FLOPs."""
+"""cnnbook.inspection: the per-layer table of shapes, parameters, memory and FLOPs."""
 
 import pytest
 import torch
