@@ -37,7 +37,7 @@ def _command_data(args) -> int:
 
 
 def _command_execute(args) -> int:
-    from cnnbook.execute import execute_notebook
+    from cnnbook.classroom.execute import execute_notebook
 
     failed = 0
     for path in args.notebooks:
@@ -60,15 +60,15 @@ def _command_bench(args) -> int:
 
 
 def _command_assign(args) -> int:
-    from cnnbook.assign import assign
+    from cnnbook.classroom.assign import assign
 
     assign([Path(p) for p in args.sources], Path(args.out))
     return 0
 
 
 def _command_grade(args) -> int:
-    from cnnbook.grade import Limits, grade
-    from cnnbook.sandbox import SandboxLimits, SandboxUnavailable
+    from cnnbook.classroom.grade import Limits, grade
+    from cnnbook.classroom.sandbox import SandboxLimits, SandboxUnavailable
 
     sources = [Path(p) for p in args.source]
     sources = [n for p in sources for n in (sorted(p.glob("*.ipynb")) if p.is_dir() else [p])]

@@ -1,4 +1,4 @@
-"""Classroom tools: student copies (`cnnbook.assign`). nbgrader reading the chapters unchanged,
+"""Classroom tools: student copies (`cnnbook.classroom.assign`). nbgrader reading the chapters unchanged,
 and both tools' copies of every chapter, are tested in test_student_copies.py; grading in
 test_grade.py and test_grade_hostile.py."""
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnnbook.assign import (
+from cnnbook.classroom.assign import (
     CODE_STUB,
     TEXT_STUB,
     AssignmentError,

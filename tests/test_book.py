@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from test_student_copies import region_lines
 
-from cnnbook.assign import HIDDEN_TESTS_REGION, SOLUTION_REGION
+from cnnbook.classroom.assign import HIDDEN_TESTS_REGION, SOLUTION_REGION
 
 REPO = Path(__file__).parent.parent
 CHROMIUM = "/usr/bin/chromium"

@@ -1,4 +1,4 @@
-"""Grading a hostile class (`cnnbook.grade`): every submission below is real and runs in its
+"""Grading a hostile class (`cnnbook.classroom.grade`): every submission below is real and runs in its
 own sandboxed kernel, one grading run (a module fixture) for the whole class.
 
 One student is honest; the others get things wrong, crash, loop, or attack: undo the
@@ -31,11 +31,11 @@ import pytest
 from test_assign import exercise_notebook, nbgrader_cell
 
 import cnnbook
-import cnnbook.grade
-from cnnbook.assign import student_notebook
-from cnnbook.grade import Limits, grade, restore_grade_cells
-from cnnbook.grade_report import clean_reason, markdown_text, secret_lines, summary_text
-from cnnbook.sandbox import (
+import cnnbook.classroom.grade
+from cnnbook.classroom.assign import student_notebook
+from cnnbook.classroom.grade import Limits, grade, restore_grade_cells
+from cnnbook.classroom.grade_report import clean_reason, markdown_text, secret_lines, summary_text
+from cnnbook.classroom.sandbox import (
     FIRST_SANDBOX_UID,
     UID_CLAIMS,
     SandboxLimits,
@@ -264,8 +264,8 @@ def sandbox_processes(uids: set[int]) -> list[int]:
 
 @contextmanager
 def recording_uids(used: set[int]):
-    """Make `cnnbook.grade` note every sandbox uid it claims in ``used``."""
-    claim = cnnbook.grade.sandbox_uid
+    """Make `cnnbook.classroom.grade` note every sandbox uid it claims in ``used``."""
+    claim = cnnbook.classroom.grade.sandbox_uid
 
     @contextmanager
     def noted():
@@ -273,11 +273,11 @@ def recording_uids(used: set[int]):
             used.add(uid)
             yield uid
 
-    cnnbook.grade.sandbox_uid = noted
+    cnnbook.classroom.grade.sandbox_uid = noted
     try:
         yield
     finally:
-        cnnbook.grade.sandbox_uid = claim
+        cnnbook.classroom.grade.sandbox_uid = claim
 
 
 def kill_the_marked_worker(stop: threading.Event) -> None:
@@ -286,7 +286,7 @@ def kill_the_marked_worker(stop: threading.Event) -> None:
         for name in filter(str.isdigit, os.listdir("/proc")):
             try:
                 cmdline = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
-                if b"cnnbook.grade_worker" not in cmdline:
+                if b"cnnbook.classroom.grade_worker" not in cmdline:
                     continue
                 job = json.loads(Path(cmdline[-2].decode()).read_text())
                 if KILL_MARK in Path(job["notebook"]).read_text():
@@ -505,7 +505,7 @@ def test_resume_grades_only_what_has_no_result(graded, tmp_path, capsys):
     (out / "results").mkdir(parents=True)
     for result in (graded["root"] / "report" / "results").glob("*.json"):
         (out / "results" / result.name).write_bytes(result.read_bytes())
-    from cnnbook.grade import result_file
+    from cnnbook.classroom.grade import result_file
 
     result_file(out, "bob", "ex.ipynb").unlink()  # as if grading stopped before bob
     capsys.readouterr()
@@ -537,10 +537,10 @@ def test_cpu_time_is_limited(tmp_path):
 
 
 def test_without_a_sandbox_grading_refuses_and_names_the_flag(monkeypatch, tmp_path, capsys):
-    import cnnbook.sandbox
+    import cnnbook.classroom.sandbox
     from cnnbook.__main__ import main
 
-    monkeypatch.setattr(cnnbook.sandbox.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(cnnbook.classroom.sandbox.shutil, "which", lambda tool: None)
     with pytest.raises(
         SandboxUnavailable, match="bwrap, setpriv, prlimit, unshare, mount not found.*--unsafe-no-sandbox"
     ):
@@ -551,9 +551,9 @@ def test_without_a_sandbox_grading_refuses_and_names_the_flag(monkeypatch, tmp_p
         == 2
     )
     assert "--unsafe-no-sandbox" in capsys.readouterr().err
-    monkeypatch.setattr(cnnbook.sandbox.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(cnnbook.sandbox.shutil, "which", lambda tool: f"/usr/bin/{tool}")
-    assert "needs root" in cnnbook.sandbox.sandbox_problem()
+    monkeypatch.setattr(cnnbook.classroom.sandbox.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(cnnbook.classroom.sandbox.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    assert "needs root" in cnnbook.classroom.sandbox.sandbox_problem()
 
 
 def test_unsafe_no_sandbox_grades_trusted_work(tmp_path):
@@ -611,7 +611,7 @@ def test_reasons_are_one_short_line_without_secrets_or_markup():
 
 
 def test_the_summary_escapes_names_and_reasons():
-    from cnnbook.grade_report import ExerciseResult
+    from cnnbook.classroom.grade_report import ExerciseResult
 
     rows = [ExerciseResult("a|b\n# c", "ex.ipynb", "e", 0.0, 1.0, "failed", "x | y")]
     summary = summary_text(rows, [], "footer")
@@ -619,7 +619,7 @@ def test_the_summary_escapes_names_and_reasons():
 
 
 def test_each_sandbox_gets_a_uid_of_its_own_across_graders():
-    from cnnbook.sandbox import sandbox_uid
+    from cnnbook.classroom.sandbox import sandbox_uid
 
     with sandbox_uid() as first, sandbox_uid() as second:
         assert first != second and min(first, second) >= FIRST_SANDBOX_UID
@@ -628,7 +628,7 @@ def test_each_sandbox_gets_a_uid_of_its_own_across_graders():
 
 
 def test_special_and_huge_files_are_not_read(tmp_path):
-    from cnnbook.grade import NOTEBOOK_LIMIT, grade_notebook
+    from cnnbook.classroom.grade import NOTEBOOK_LIMIT, grade_notebook
 
     source = exercise_notebook()
     fifo, huge = tmp_path / "fifo.ipynb", tmp_path / "huge.ipynb"

@@ -1,4 +1,4 @@
-"""The grading sandbox's seccomp filter (`cnnbook.seccomp`), run here by a small BPF interpreter:
+"""The grading sandbox's seccomp filter (`cnnbook.classroom.seccomp`), run here by a small BPF interpreter:
 what it answers for each system call, on each machine it knows. (`tests/test_grade.py` checks
 the same filter inside a real sandbox.)"""
 
@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from cnnbook.seccomp import ALLOW, ERRNO, SYSCALLS, filter_program
+from cnnbook.classroom.seccomp import ALLOW, ERRNO, SYSCALLS, filter_program
 
 CLONE_NEWUSER, CLONE_THREAD = 0x10000000, 0x00010000
 

@@ -1,6 +1,6 @@
 """Student copies leak nothing and lose nothing.
 
-For every chapter, the copy `cnnbook.assign` makes and the one nbgrader's
+For every chapter, the copy `cnnbook.classroom.assign` makes and the one nbgrader's
 ``generate_assignment`` makes keep every statement exactly (every cell that is neither a
 solution nor a check) and hold no line of a solution, no written answer and no hidden test.
 The chapters themselves keep every written solution in a solution cell of its own, never
@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from lab_server import jupyterlab
 
-from cnnbook.assign import HIDDEN_TESTS_REGION, SOLUTION_REGION, TEXT_STUB, student_notebook
+from cnnbook.classroom.assign import HIDDEN_TESTS_REGION, SOLUTION_REGION, TEXT_STUB, student_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "chapters").glob("*.ipynb"))

@@ -20,7 +20,7 @@ import pytest
 from lab_server import jupyterlab
 from test_book import REPO, browser, open_page, server  # noqa: F401 (the book tests' fixtures)
 
-from cnnbook.execute import execute_notebook
+from cnnbook.classroom.execute import execute_notebook
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 CHAPTER = REPO / "chapters" / "01-lenet.ipynb"

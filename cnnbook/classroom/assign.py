@@ -9,7 +9,7 @@ nbgrader itself (``nbgrader generate_assignment`` reads them unchanged):
   ``YOUR ANSWER HERE``) and the cell's outputs are cleared;
 * a *grade cell* (``nbgrader.grade``, with ``points``) holds asserts; those between
   ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` are removed from student copies
-  and put back by `cnnbook.grade`, which always grades with the instructor's grade cells.
+  and put back by `cnnbook.classroom.grade`, which always grades with the instructor's grade cells.
   Its stored outputs are cleared too: they come from running the solutions.
 
 Unlike ``nbgrader generate_assignment``, which clears every output, a student copy keeps

@@ -1,14 +1,14 @@
 """One submission's run: its notebook executed cell by cell in a kernel inside a sandbox.
 
-``python -m cnnbook.grade_worker JOB.json`` is started by `cnnbook.grade`, one process per
+``python -m cnnbook.classroom.grade_worker JOB.json`` is started by `cnnbook.classroom.grade`, one process per
 submission, outside the sandbox. It starts the student's kernel inside the sandbox
-(`cnnbook.sandbox`), sends it the cells one by one through Jupyter's messaging protocol
+(`cnnbook.classroom.sandbox`), sends it the cells one by one through Jupyter's messaging protocol
 (over Unix sockets: the kernel has no network), and records how each cell ended, from the
 kernel's replies. Only this process decides and writes results, into a file the kernel
 cannot see, atomically. The kernel's own stdout and stderr go nowhere.
 
 When the run ends, however it ends, the sandbox is killed: its first process dies, and
-with it every process the submission started. `cnnbook.grade` starts this process in a
+with it every process the submission started. `cnnbook.classroom.grade` starts this process in a
 mount namespace of its own (``unshare --mount``), so the small tmpfs that holds the
 kernel's sockets (`private_runtime`) exists for this process alone and vanishes with it.
 """
@@ -32,9 +32,9 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from cnnbook.grade_report import write_atomically
-from cnnbook.sandbox import SANDBOX_HOME, Sandbox, SandboxLimits
-from cnnbook.seccomp import filter_fd
+from cnnbook.classroom.grade_report import write_atomically
+from cnnbook.classroom.sandbox import SANDBOX_HOME, Sandbox, SandboxLimits
+from cnnbook.classroom.seccomp import filter_fd
 
 MESSAGE_LIMIT = 4 * 2**20  # bytes per message from the kernel; a larger one cuts the kernel off
 QUEUED_MESSAGES = 256  # messages waiting per socket: with MESSAGE_LIMIT, at most 1 GB held
@@ -234,8 +234,8 @@ def end_sandbox(km: AsyncKernelManager) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the job file given on the command line and write its result file."""
-    parser = argparse.ArgumentParser(prog="python -m cnnbook.grade_worker", description=__doc__)
-    parser.add_argument("job", help="the job file that cnnbook.grade wrote")
+    parser = argparse.ArgumentParser(prog="python -m cnnbook.classroom.grade_worker", description=__doc__)
+    parser.add_argument("job", help="the job file that cnnbook.classroom.grade wrote")
     job = json.loads(Path(parser.parse_args(argv).job).read_text())
     write_atomically(Path(job["result"]), json.dumps(run_job(job)))
     return 0

@@ -1,6 +1,6 @@
 """A sandbox for untrusted code: a command (a student's Jupyter kernel) under bubblewrap.
 
-`cnnbook.grade` runs every submission's kernel through `Sandbox.command`. The sandbox is
+`cnnbook.classroom.grade` runs every submission's kernel through `Sandbox.command`. The sandbox is
 made by `bubblewrap <https://github.com/containers/bubblewrap>`_ (``bwrap``, the tool Flatpak
 uses), not by hand, and stacks five independent walls:
 
@@ -20,7 +20,7 @@ uses), not by hand, and stacks five independent walls:
   with every capability dropped and ``no_new_privs`` set. That user cannot remount
   anything, write a file it does not own, read a file that is not world-readable, or
   signal any process outside.
-* **A seccomp filter** (`cnnbook.seccomp`): no new namespaces or mounts, no key store, no
+* **A seccomp filter** (`cnnbook.classroom.seccomp`): no new namespaces or mounts, no key store, no
   ptrace, bpf or io_uring.
 * **Resource limits** (``prlimit``): memory (``RLIMIT_DATA``: importing torch maps about
   3 GB of address space, so ``RLIMIT_AS`` cannot cap real use), processes and threads,
@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnbook.seccomp import filter_fd
+from cnnbook.classroom.seccomp import filter_fd
 
 SANDBOX_HOME = Path("/home/student")  # where the working copy appears inside
 FIRST_SANDBOX_UID = 2_000_000_000  # far above every account's uid; sandboxes use this and the next ones
@@ -118,7 +118,7 @@ class Sandbox:
         self, argv: list[str], env: dict[str, str], seccomp_fd: int, cwd: str = str(SANDBOX_HOME)
     ) -> list[str]:
         """``argv`` wrapped to run inside the sandbox, in ``cwd``, with exactly the variables ``env``,
-        under the seccomp filter that ``seccomp_fd`` reads (`cnnbook.seccomp.filter_fd`)."""
+        under the seccomp filter that ``seccomp_fd`` reads (`cnnbook.classroom.seccomp.filter_fd`)."""
         args = Mounts()
         args.add("--proc", "/proc", "--dev", "/dev")
         args.scratch(Path("/tmp"), self.limits.scratch)  # first: what follows may live under /tmp
@@ -217,7 +217,7 @@ def python_folders() -> list[Path]:
     """What the kernel needs to run this Python: the installation, the environment and the
     ``cnnbook`` package (an editable install lives outside the environment; its repository,
     with the instructor's chapters, stays outside the sandbox)."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # cnnbook/, not only its classroom wing
     folders = [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), package]
     unique = []
     for folder in folders:

@@ -6,8 +6,8 @@ For every submission `grade` does what an instructor would do by hand, safely:
 2. put back the instructor's grade cells, hidden tests included (`restore_grade_cells`),
    so a student who edited or deleted a test changes nothing;
 3. copy it into a fresh working folder and hand that to a worker process
-   (`cnnbook.grade_worker`), which executes the notebook in a new kernel inside a sandbox
-   (`cnnbook.sandbox`: bubblewrap, no network, an unprivileged user, limits), with a time
+   (`cnnbook.classroom.grade_worker`), which executes the notebook in a new kernel inside a sandbox
+   (`cnnbook.classroom.sandbox`: bubblewrap, no network, an unprivileged user, limits), with a time
    limit per cell (a cell that runs over is interrupted and the next cell runs) and one for
    the whole notebook;
 4. score each grade cell from the kernel's replies: its points if it ran without an error,
@@ -40,9 +40,9 @@ from pathlib import Path
 
 import nbformat
 
-from cnnbook.assign import is_autograded, is_graded, nbgrader_metadata
-from cnnbook.grade_report import ExerciseResult, clean_reason, secret_lines, write_atomically, write_report
-from cnnbook.sandbox import SANDBOX_HOME, Sandbox, SandboxLimits, require_sandbox, sandbox_uid
+from cnnbook.classroom.assign import is_autograded, is_graded, nbgrader_metadata
+from cnnbook.classroom.grade_report import ExerciseResult, clean_reason, secret_lines, write_atomically, write_report
+from cnnbook.classroom.sandbox import SANDBOX_HOME, Sandbox, SandboxLimits, require_sandbox, sandbox_uid
 
 WORKER_GRACE = 120  # seconds a worker may take beyond the notebook's time limit (kernel start, cleanup)
 # libzmq can abort the worker (an assertion in its receive queue) when a kernel drops a
@@ -210,7 +210,7 @@ def grade_notebook(
 def _run_worker(
     run: Path, notebook: Path, work: Path, runtime: Path, limits: Limits, uid: int, executed: Path | None
 ):
-    """Run `cnnbook.grade_worker` on ``notebook`` in ``work``; returns (its result or None, why not)."""
+    """Run `cnnbook.classroom.grade_worker` on ``notebook`` in ``work``; returns (its result or None, why not)."""
     data = dataset_folders()
     job = {
         "notebook": str(notebook), "workdir": str(work), "runtime": str(runtime),
@@ -222,7 +222,7 @@ def _run_worker(
         "sandbox": {"uid": uid, "limits": asdict(limits.resources), "readable": [str(p) for p in data]}
         if limits.sandbox else None,
     }  # fmt: skip
-    command = [sys.executable, "-m", "cnnbook.grade_worker", str(run / "job.json")]
+    command = [sys.executable, "-m", "cnnbook.classroom.grade_worker", str(run / "job.json")]
     if limits.sandbox:  # a mount namespace of its own, for the kernel's private socket folder
         command = ["unshare", "--mount", "--propagation", "private", *command]
     else:

@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from cnnbook.assign import is_graded, is_solution, student_notebook
+from cnnbook.classroom.assign import is_graded, is_solution, student_notebook
 
 REASON_LIMIT = 200
 SECRET_MIN_LENGTH = 8  # shorter lines ("pass", "x = 1") are too common to be worth hiding
