@@ -54,7 +54,7 @@ def _command_execute(args) -> int:
 
 
 def _command_bench(args) -> int:
-    from cnnbook.bench import main as bench_main
+    from cnnbook.speed.bench import main as bench_main
 
     return bench_main(args)
 
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     execute.set_defaults(run=_command_execute)
 
     try:
-        from cnnbook.bench import add_arguments
+        from cnnbook.speed.bench import add_arguments
     except ImportError:
         pass
     else:

@@ -12,11 +12,11 @@ from torchvision import transforms
 
 import cnnbook
 from cnnbook.__main__ import main
-from cnnbook.bench import WORKLOADS, SamePermutations, d2l_train_epoch
+from cnnbook.speed.bench import WORKLOADS, SamePermutations, d2l_train_epoch
 from cnnbook.data import ImageArrayDataset, balanced_subset
 from cnnbook.datafiles import Split, read_fashion_mnist
-from cnnbook.layouts import compare_layouts
-from cnnbook.operators import operator_times, profile_operators
+from cnnbook.speed.layouts import compare_layouts
+from cnnbook.speed.operators import operator_times, profile_operators
 
 
 def _small_fashion_mnist(n_train=2048, n_test=512):

@@ -38,9 +38,9 @@ from cnnbook import models
 from cnnbook.config import device_name, seed_everything, synchronize, try_gpu, use_profile
 from cnnbook.data import ImageArrayDataset, balanced_subset
 from cnnbook.datafiles import Split, read_fashion_mnist
-from cnnbook.layouts import compare_layouts
+from cnnbook.speed.layouts import compare_layouts
 from cnnbook.loader import DeviceLoader
-from cnnbook.operators import operator_table, profile_operators
+from cnnbook.speed.operators import operator_table, profile_operators
 from cnnbook.train import init_xavier, train, uses_channels_last
 
 

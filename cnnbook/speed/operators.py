@@ -23,7 +23,7 @@ from torch import nn
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from cnnbook.layouts import copy_in_layout, random_batch, seconds_per_step
+from cnnbook.speed.layouts import copy_in_layout, random_batch, seconds_per_step
 
 
 @dataclass(frozen=True)
