@@ -12,9 +12,10 @@ from torchvision import transforms
 
 import cnnbook
 from cnnbook.__main__ import main
-from cnnbook.speed.bench import WORKLOADS, SamePermutations, d2l_train_epoch
 from cnnbook.data import ImageArrayDataset, balanced_subset
 from cnnbook.datafiles import Split, read_fashion_mnist
+from cnnbook.speed.bench import WORKLOADS
+from cnnbook.speed.d2l_reference import SamePermutations, d2l_train_epoch
 from cnnbook.speed.layouts import compare_layouts
 from cnnbook.speed.operators import operator_times, profile_operators
 

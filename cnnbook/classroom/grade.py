@@ -41,7 +41,13 @@ from pathlib import Path
 import nbformat
 
 from cnnbook.classroom.assign import is_autograded, is_graded, nbgrader_metadata
-from cnnbook.classroom.grade_report import ExerciseResult, clean_reason, secret_lines, write_atomically, write_report
+from cnnbook.classroom.grade_report import (
+    ExerciseResult,
+    clean_reason,
+    secret_lines,
+    write_atomically,
+    write_report,
+)
 from cnnbook.classroom.sandbox import SANDBOX_HOME, Sandbox, SandboxLimits, require_sandbox, sandbox_uid
 
 WORKER_GRACE = 120  # seconds a worker may take beyond the notebook's time limit (kernel start, cleanup)
@@ -210,7 +216,7 @@ def grade_notebook(
 def _run_worker(
     run: Path, notebook: Path, work: Path, runtime: Path, limits: Limits, uid: int, executed: Path | None
 ):
-    """Run `cnnbook.classroom.grade_worker` on ``notebook`` in ``work``; returns (its result or None, why not)."""
+    """Run `grade_worker` on ``notebook`` in ``work``; returns (its result or None, why not)."""
     data = dataset_folders()
     job = {
         "notebook": str(notebook), "workdir": str(work), "runtime": str(runtime),
