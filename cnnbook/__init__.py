@@ -9,6 +9,7 @@ from cnnbook.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cnnbook.config import (
     PROFILES,
     active_profile,
+    bf16_is_fast,
     device_name,
     seed_everything,
     try_gpu,
@@ -40,6 +41,7 @@ __all__ = [
     "active_profile",
     "Augment",
     "balanced_subset",
+    "bf16_is_fast",
     "CheckpointError",
     "cifar10_class_subset",
     "CIFAR10_CLASSES",

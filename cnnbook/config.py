@@ -150,6 +150,22 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """Whether ``device`` computes in bfloat16 natively, so that bfloat16 autocast pays.
+
+    True on an NVIDIA GPU from Ampere on (compute capability 8.0) and on a CPU with
+    AVX-512 BF16 or AMX instructions. Elsewhere bfloat16 is emulated: on a CPU with AVX2
+    only, a training step of a small CNN measured about 10x slower than in float32. Use it
+    as ``torch.autocast(device.type, torch.bfloat16, enabled=cnnbook.bf16_is_fast(device))``.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -132,3 +132,20 @@ def test_data_search_path_expands_the_home_folder():
 def test_cache_dir_defaults_to_the_home_cache(monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_dir() == Path.home() / ".cache" / "cnnbook"
+
+
+def test_bf16_is_fast_follows_the_cpu_s_instructions(monkeypatch):
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert cnnbook.bf16_is_fast("cpu") == native
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not cnnbook.bf16_is_fast(torch.device("cpu"))  # AVX2 only: emulated, about 10x slower
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert cnnbook.bf16_is_fast("cpu")
+
+
+def test_bf16_is_fast_on_gpus_from_ampere_on(monkeypatch):
+    for capability, fast in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
+        assert cnnbook.bf16_is_fast("cuda:0") == fast
+    assert not cnnbook.bf16_is_fast("meta")
