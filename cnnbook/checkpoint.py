@@ -10,12 +10,12 @@ which refuses to run code hidden in a file (a plain ``torch.load`` unpickles any
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from cnnbook.files import replaced_atomically
 from cnnbook.history import History
 
 FORMAT_VERSION = 1
@@ -47,16 +47,8 @@ def save_checkpoint(
         "history": history.to_dict() if history is not None else None,
         "config": config or {},
     }
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
-        os.replace(tmp_name, path)  # atomic: readers see the old file or the new one, never half
-    except BaseException:  # KeyboardInterrupt included: never leave the temporary file behind
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path, "wb") as f:  # Ctrl-C mid-save keeps the previous checkpoint
+        torch.save(checkpoint, f)
     return path
 
 

@@ -7,11 +7,12 @@ file is replaced atomically, only after every cell ran without an error.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+from cnnbook.files import replaced_atomically
 
 
 def execute_notebook(path: Path, timeout: int | None = None, kernel_name: str = "python3") -> None:
@@ -28,6 +29,5 @@ def execute_notebook(path: Path, timeout: int | None = None, kernel_name: str = 
         store_widget_state=True,
     )
     client.execute()
-    tmp = path.with_name(f".{path.name}.tmp")
-    nbformat.write(notebook, tmp)
-    os.replace(tmp, path)
+    with replaced_atomically(path) as f:
+        nbformat.write(notebook, f)

@@ -45,10 +45,10 @@ from cnnbook.classroom.grade_report import (
     ExerciseResult,
     clean_reason,
     secret_lines,
-    write_atomically,
     write_report,
 )
 from cnnbook.classroom.sandbox import SANDBOX_HOME, Sandbox, SandboxLimits, require_sandbox, sandbox_uid
+from cnnbook.files import write_text_atomically
 
 WORKER_GRACE = 120  # seconds a worker may take beyond the notebook's time limit (kernel start, cleanup)
 # libzmq can abort the worker (an assertion in its receive queue) when a kernel drops a
@@ -345,7 +345,7 @@ def grade(
                 rows = grade_notebook(path, source, student, name, limits, uid, secrets[name], executed)
         except Exception as err:  # one broken submission never stops the others
             rows = not_graded(sources[name], student, name, clean_reason(f"{type(err).__name__}: {err}"))
-        write_atomically(done, json.dumps([asdict(r) for r in rows]))
+        write_text_atomically(done, json.dumps([asdict(r) for r in rows]))
         total = sum(r.points or 0 for r in rows)
         possible = sum(r.max_points for r in rows if r.status != "manual")
         seconds = time.perf_counter() - began

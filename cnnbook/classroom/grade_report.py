@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from cnnbook.classroom.assign import is_graded, is_solution, student_notebook
+from cnnbook.files import write_text_atomically
 
 REASON_LIMIT = 200
 SECRET_MIN_LENGTH = 8  # shorter lines ("pass", "x = 1") are too common to be worth hiding
@@ -86,13 +86,6 @@ def markdown_text(text: str) -> str:
     return MARKDOWN_SPECIAL.sub(r"\\\1", one_line(text))
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def spreadsheet_safe(value):
     """``value``, with a ``'`` before a text a spreadsheet would run as a formula (``=HYPERLINK(...)``)."""
     return "'" + value if isinstance(value, str) and value.startswith(SPREADSHEET_FORMULA) else value
@@ -146,5 +139,5 @@ def _cell_text(result: ExerciseResult) -> str:
 
 def write_report(results: list[ExerciseResult], out: Path, notes: list[str], footer: str) -> None:
     """Write ``out/grades.csv`` and ``out/summary.md``, each atomically."""
-    write_atomically(out / "grades.csv", csv_text(results))
-    write_atomically(out / "summary.md", summary_text(results, notes, footer))
+    write_text_atomically(out / "grades.csv", csv_text(results))
+    write_text_atomically(out / "summary.md", summary_text(results, notes, footer))

@@ -32,9 +32,9 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from cnnbook.classroom.grade_report import write_atomically
 from cnnbook.classroom.sandbox import SANDBOX_HOME, Sandbox, SandboxLimits
 from cnnbook.classroom.seccomp import filter_fd
+from cnnbook.files import write_text_atomically
 
 MESSAGE_LIMIT = 4 * 2**20  # bytes per message from the kernel; a larger one cuts the kernel off
 QUEUED_MESSAGES = 256  # messages waiting per socket: with MESSAGE_LIMIT, at most 1 GB held
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cnnbook.classroom.grade_worker", description=__doc__)
     parser.add_argument("job", help="the job file that cnnbook.classroom.grade wrote")
     job = json.loads(Path(parser.parse_args(argv).job).read_text())
-    write_atomically(Path(job["result"]), json.dumps(run_job(job)))
+    write_text_atomically(Path(job["result"]), json.dumps(run_job(job)))
     return 0
 
 
