@@ -18,7 +18,7 @@ from cnnbook.config import (
 from cnnbook.data import (
     CIFAR10_CLASSES,
     FASHION_MNIST_CLASSES,
-    balanced_subset,
+    ImageArrayDataset,
     cifar10_class_subset,
     get_fashion_mnist_labels,
     load_data_cifar2,
@@ -26,7 +26,13 @@ from cnnbook.data import (
     load_data_fashion_mnist,
     load_data_fashion_mnist_classic,
 )
-from cnnbook.datafiles import CorruptDatasetError, DatasetNotFoundError, read_cifar10, read_fashion_mnist
+from cnnbook.datafiles import (
+    CorruptDatasetError,
+    DatasetNotFoundError,
+    balanced_subset,
+    read_cifar10,
+    read_fashion_mnist,
+)
 from cnnbook.explorers import ConvExplorer, TrainingExplorer
 from cnnbook.history import History
 from cnnbook.inspection import ShapeMismatchError, layer_table
@@ -54,6 +60,7 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "get_fashion_mnist_labels",
     "History",
+    "ImageArrayDataset",
     "init_xavier",
     "layer_table",
     "load_checkpoint",

@@ -103,6 +103,17 @@ def active_profile() -> Profile:
         raise ValueError(f"{PROFILE_ENV}={name!r} is not valid. {err}") from None
 
 
+def resolve_profile(profile: Profile | str | None = None) -> Profile:
+    """The profile a call runs under: ``profile`` (a `Profile` or its name), else the active one.
+
+    The public entry points (`cnnbook.train`, the ``load_data_...`` functions, the explorers)
+    take ``profile=None`` and resolve it once with this; below them the profile is an argument.
+    """
+    if profile is None:
+        return active_profile()
+    return profile if isinstance(profile, Profile) else PROFILES[_check_profile_name(profile)]
+
+
 def data_search_path(root: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for datasets, in order.
 

@@ -7,8 +7,9 @@ Two paths to the same data:
 * the classic path, `load_data_fashion_mnist_classic` and `image_dataset`, returns the
   torchvision ``Dataset`` + ``DataLoader`` pair that most PyTorch code uses (chapter 3).
 
-Under the quick profile the fast loaders train and test on fixed, class-balanced subsets
-and print one line saying so.
+Under the quick profile (the active one, or the one passed as ``profile=``) the loaders
+of both paths hold fixed, class-balanced subsets (`Split.subset`) and print one line
+saying so.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from cnnbook.config import active_profile
+from cnnbook.config import Profile, resolve_profile
 from cnnbook.datafiles import Split, read_cifar10, read_fashion_mnist
 from cnnbook.loader import Augment, DeviceLoader
 
@@ -39,40 +40,20 @@ def get_fashion_mnist_labels(labels) -> list[str]:
     return [FASHION_MNIST_CLASSES[int(i)] for i in labels]
 
 
-def balanced_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Indices of a fixed subset of ``n`` examples with (nearly) equal counts per class.
-
-    The same ``labels``, ``n`` and ``seed`` always give the same indices, in dataset order.
-    """
-    labels = np.asarray(labels)
-    if n >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    per_class, extra = divmod(n, len(classes))
-    picked = []
-    for k, c in enumerate(classes):
-        members = np.flatnonzero(labels == c)
-        take = min(len(members), per_class + (k < extra))
-        picked.append(rng.choice(members, size=take, replace=False))
-    return np.sort(np.concatenate(picked))
-
-
 def _profile_subsets(
-    train: Split, test: Split, dataset: str, values_per_example: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The train and test indices the active profile allows, printing a note when capped."""
-    profile = active_profile()
+    train: Split, test: Split, dataset: str, values_per_example: int, profile: Profile
+) -> tuple[Split, Split]:
+    """The train and test examples ``profile`` allows, printing a note when it cuts them."""
+    cut_train = train.subset(profile.max_examples("train", values_per_example))
+    cut_test = test.subset(profile.max_examples("test", values_per_example))
     n_train, n_test = len(train.labels), len(test.labels)
-    train_idx = balanced_subset(train.labels, profile.max_examples("train", values_per_example) or n_train)
-    test_idx = balanced_subset(test.labels, profile.max_examples("test", values_per_example) or n_test)
-    if len(train_idx) < n_train or len(test_idx) < n_test:
+    if len(cut_train.labels) < n_train or len(cut_test.labels) < n_test:
         print(
-            f"{profile.name} profile: {dataset} cut to {len(train_idx):,} of {n_train:,} training "
-            f"and {len(test_idx):,} of {n_test:,} test examples (class-balanced); "
+            f"{profile.name} profile: {dataset} cut to {len(cut_train.labels):,} of {n_train:,} training "
+            f"and {len(cut_test.labels):,} of {n_test:,} test examples (class-balanced); "
             "CNNBOOK_PROFILE=full uses them all."
         )
-    return train_idx, test_idx
+    return cut_train, cut_test
 
 
 def _values_per_example(images: np.ndarray, resize: int | None) -> int:
@@ -87,39 +68,40 @@ def _device_loaders(
     test: Split,
     dataset: str,
     batch_size: int,
+    profile: Profile,
     **options,
 ) -> tuple[DeviceLoader, DeviceLoader]:
     values = _values_per_example(train.images, options.get("resize"))
-    train_idx, test_idx = _profile_subsets(train, test, dataset, values)
+    train, test = _profile_subsets(train, test, dataset, values, profile)
     augment = options.pop("augment", None)
     train_iter = DeviceLoader(
-        torch.from_numpy(train.images[train_idx]),
-        torch.from_numpy(train.labels[train_idx]),
+        torch.from_numpy(train.images),
+        torch.from_numpy(train.labels),
         batch_size,
         shuffle=True,
         augment=augment,
         **options,
     )
     test_iter = DeviceLoader(
-        torch.from_numpy(test.images[test_idx]),
-        torch.from_numpy(test.labels[test_idx]),
-        batch_size,
-        shuffle=False,
-        **options,
+        torch.from_numpy(test.images), torch.from_numpy(test.labels), batch_size, shuffle=False, **options
     )
     return train_iter, test_iter
 
 
 def load_data_fashion_mnist(
-    batch_size: int, resize: int | None = None, root: str | os.PathLike | None = None
+    batch_size: int,
+    resize: int | None = None,
+    root: str | os.PathLike | None = None,
+    profile: Profile | str | None = None,
 ) -> tuple[DeviceLoader, DeviceLoader]:
     """Fashion-MNIST as (train_iter, test_iter) of float images in [0, 1], 1x28x28 or resized.
 
-    Same call shape as d2l's ``load_data_fashion_mnist``; the loaders are `DeviceLoader`s.
+    Same call shape as d2l's ``load_data_fashion_mnist``; the loaders are `DeviceLoader` objects.
+    ``profile`` (default: the active one) decides how many examples they hold.
     Example: ``train_iter, test_iter = load_data_fashion_mnist(256)``.
     """
     train, test = read_fashion_mnist(root)
-    return _device_loaders(train, test, "Fashion-MNIST", batch_size, resize=resize)
+    return _device_loaders(train, test, "Fashion-MNIST", batch_size, resolve_profile(profile), resize=resize)
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -156,27 +138,31 @@ def load_data_cifar10(
     augment: Augment | None = Augment(),
     classes: tuple[str, ...] = CIFAR10_CLASSES,
     root: str | os.PathLike | None = None,
+    profile: Profile | str | None = None,
 ) -> tuple[DeviceLoader, DeviceLoader]:
     """CIFAR-10 (or the named classes of it) as (train_iter, test_iter), normalised per channel.
 
     The mean and std come from the training images of the chosen classes. ``augment``
     applies to the training loader only (random crop with padding and flips by default;
-    ``None`` turns it off).
+    ``None`` turns it off). ``profile`` (default: the active one) decides how many examples
+    the loaders hold.
     """
     train, test = cifar10_class_subset(tuple(classes), root)
     mean, std = channel_stats(train.images)
     name = "CIFAR-10" if len(classes) == 10 else f"CIFAR-{len(classes)} ({', '.join(classes)})"
-    return _device_loaders(train, test, name, batch_size, mean=mean, std=std, augment=augment)
+    profile = resolve_profile(profile)
+    return _device_loaders(train, test, name, batch_size, profile, mean=mean, std=std, augment=augment)
 
 
 def load_data_cifar2(
-    batch_size: int, root: str | os.PathLike | None = None
+    batch_size: int, root: str | os.PathLike | None = None, profile: Profile | str | None = None
 ) -> tuple[DeviceLoader, DeviceLoader]:
     """CIFAR-2: airplanes (label 0) against birds (label 1), normalised, not augmented.
 
     10,000 training and 2,000 validation images, as in *Deep Learning with PyTorch*, ch. 8.
     """
-    return load_data_cifar10(batch_size, augment=None, classes=("airplane", "bird"), root=root)
+    classes = ("airplane", "bird")
+    return load_data_cifar10(batch_size, augment=None, classes=classes, root=root, profile=profile)
 
 
 # ---------------------------------------------------------------- the classic path (chapter 3)
@@ -208,11 +194,14 @@ def load_data_fashion_mnist_classic(
     resize: int | None = None,
     num_workers: int = 4,
     root: str | os.PathLike | None = None,
+    profile: Profile | str | None = None,
 ) -> tuple[DataLoader, DataLoader]:
     """Fashion-MNIST through ``Dataset`` + ``DataLoader`` exactly as d2l builds it.
 
     Every image goes through ``transforms.Resize`` (if asked) and ``ToTensor`` in worker
     processes. Kept for teaching and as the baseline of ``python -m cnnbook bench``.
+    ``profile`` (default: the active one) decides how many examples they hold, as for
+    `load_data_fashion_mnist`.
     """
     from torchvision import transforms
 
@@ -222,9 +211,7 @@ def load_data_fashion_mnist_classic(
     transform = transforms.Compose(steps)
     train, test = read_fashion_mnist(root)
     values = _values_per_example(train.images, resize)
-    train_idx, test_idx = _profile_subsets(train, test, "Fashion-MNIST", values)
-    train = Split(train.images[train_idx], train.labels[train_idx], train.source)
-    test = Split(test.images[test_idx], test.labels[test_idx], test.source)
+    train, test = _profile_subsets(train, test, "Fashion-MNIST", values, resolve_profile(profile))
     return (
         DataLoader(ImageArrayDataset(train, transform), batch_size, shuffle=True, num_workers=num_workers),
         DataLoader(ImageArrayDataset(test, transform), batch_size, shuffle=False, num_workers=num_workers),

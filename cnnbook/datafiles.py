@@ -49,6 +49,31 @@ class Split:
     labels: np.ndarray
     source: Path  # the folder it was read from
 
+    def subset(self, n: int | None, seed: int = 0) -> Split:
+        """A copy of a fixed class-balanced subset of ``n`` examples (`balanced_subset`), in
+        dataset order; of all of them if ``n`` is None."""
+        keep = balanced_subset(self.labels, len(self.labels) if n is None else n, seed)
+        return Split(self.images[keep], self.labels[keep], self.source)
+
+
+def balanced_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Indices of a fixed subset of ``n`` examples with (nearly) equal counts per class.
+
+    The same ``labels``, ``n`` and ``seed`` always give the same indices, in dataset order.
+    """
+    labels = np.asarray(labels)
+    if n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class, extra = divmod(n, len(classes))
+    picked = []
+    for k, c in enumerate(classes):
+        members = np.flatnonzero(labels == c)
+        take = min(len(members), per_class + (k < extra))
+        picked.append(rng.choice(members, size=take, replace=False))
+    return np.sort(np.concatenate(picked))
+
 
 # --------------------------------------------------------------------------- Fashion-MNIST
 
@@ -117,7 +142,7 @@ def _download_fashion_mnist(target: Path) -> None:
 def read_fashion_mnist(
     root: str | os.PathLike | None = None, download: Callable[[Path], None] | None = None
 ) -> tuple[Split, Split]:
-    """Fashion-MNIST as (train, test) `Split`s, found offline first, else downloaded.
+    """Fashion-MNIST as a (train, test) pair of `Split`, found offline first, else downloaded.
 
     ``download`` fills a folder with the four IDX files; the default uses torchvision.
     """
@@ -287,7 +312,7 @@ def _read_cifar_batch(path: Path, reader: Callable) -> tuple[np.ndarray, np.ndar
 def read_cifar10(
     root: str | os.PathLike | None = None, download: Callable[[Path], None] | None = None
 ) -> tuple[Split, Split]:
-    """CIFAR-10 as (train, test) `Split`s, found offline first, else downloaded.
+    """CIFAR-10 as a (train, test) pair of `Split`, found offline first, else downloaded.
 
     Reads the original pickled batches (``cifar-10-batches-py/``) or ``.npz`` batches
     (``cifar10/``) under each searched folder.

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import html
 import io
-import math
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -21,26 +19,26 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
-from cnnbook.config import active_profile, device_name, try_gpu
-from cnnbook.data import balanced_subset
+from cnnbook.config import Profile, resolve_profile, try_gpu
 from cnnbook.history import History
 from cnnbook.loader import DeviceLoader
 from cnnbook.plot import draw_history
 from cnnbook.progress import in_jupyter
-from cnnbook.train import accuracy, evaluate_accuracy, init_xavier
-from cnnbook.widgets import Explorer, figure_html, png_html
+from cnnbook.train import TrainingDivergedError, init_xavier, train
+from cnnbook.widgets import ExperimentCancelled, Explorer, figure_html, png_html
 
 
 class TrainingExplorer(Explorer):
     """Train ``make_net(**settings)`` for each setting of the sliders; show the curves per epoch.
 
-    Every setting trains with plain SGD at a constant learning rate from the same seed, on
-    the same data in the same order. It trains once for the largest number of ``epochs``; the
-    result after fewer epochs is the start of that run (what a shorter run computes).
+    Every setting trains through `cnnbook.train`, with plain SGD at a constant learning rate
+    from the same seed, on the same data in the same order. It trains once for the largest
+    number of ``epochs``; the result after fewer epochs is the start of that run (what a
+    shorter run computes).
 
     Under the full profile `show` trains every setting (that is what the website shows).
     Under the quick profile it trains none and says so: press Run to train the chosen one,
-    with the quick profile's epoch cap, as `cnnbook.train` would.
+    with the quick profile's caps, as `cnnbook.train` applies them.
 
     make_net: builds the model from the slider settings other than ``lr`` and ``epochs``.
     lr: one learning rate, or a list of them for a slider.
@@ -50,6 +48,8 @@ class TrainingExplorer(Explorer):
     start: slider name -> the value it starts at (default: the largest number of epochs).
     init: applied to every module of a new net, as in `cnnbook.train` (default: Xavier);
         ``None`` keeps the net's own initialisation (e.g. a ResNet's Kaiming weights).
+    profile: the budget every run trains under (default: the profile active when the
+        explorer is made).
     **sliders: further settings for ``make_net``, e.g. ``dropout=[0.0, 0.2, 0.5]``.
 
     Example::
@@ -73,6 +73,7 @@ class TrainingExplorer(Explorer):
         title: str = "",
         start: dict | None = None,
         init: Callable[[nn.Module], None] | None = init_xavier,
+        profile: Profile | str | None = None,
         **sliders: Sequence,
     ):
         for name, loader in (("train_iter", train_iter), ("test_iter", test_iter)):
@@ -84,30 +85,18 @@ class TrainingExplorer(Explorer):
         epochs = list(range(1, epochs + 1)) if isinstance(epochs, int) else sorted(epochs)
         if not epochs or epochs[0] < 1:
             raise ValueError(f"epochs must be positive numbers of epochs, got {epochs}.")
-        self.make_net, self.batch_size, self.seed, self.init = make_net, train_iter.batch_size, seed, init
+        self.make_net, self.seed, self.init = make_net, seed, init
         self.device = torch.device(device) if device is not None else try_gpu()
+        self.profile = resolve_profile(profile)
         self.fixed_lr = None if isinstance(lr, Sequence) else float(lr)
         if self.fixed_lr is None:
             sliders["lr"] = list(lr)
         sliders["epochs"] = epochs
-        self.train_data = _subset(train_iter, train_examples, seed)
-        self.test_iter = DeviceLoader(
-            *_subset(test_iter, test_examples, seed),
-            test_iter.batch_size,
-            resize=test_iter.resize,
-            mean=test_iter.mean,
-            std=test_iter.std,
-        )
-        self.test_iter = self.test_iter.to(self.device)
-        self.loader_options = {
-            "resize": train_iter.resize,
-            "mean": train_iter.mean,
-            "std": train_iter.std,
-            "augment": train_iter.augment,
-        }
+        self.train_iter = train_iter.subset(train_examples, seed).to(self.device)
+        self.test_iter = test_iter.subset(test_examples, seed).to(self.device)
         self.live_runs, self.current_seed, self.draw_while_training = 0, seed, True
         self.histories: dict[tuple[int, ...], History] = {}  # the latest run of each setting
-        size = f"{len(self.train_data[1]):,} training images, batches of {self.batch_size}, SGD"
+        size = f"{self.train_iter.num_examples:,} training images, batches of {train_iter.batch_size}, SGD"
         start = {"epochs": epochs[-1], **(start or {})}  # open on the whole run's curves
         super().__init__(None, sliders, title=f"{title} ({size})" if title else size, start=start)
 
@@ -118,7 +107,7 @@ class TrainingExplorer(Explorer):
 
     def precompute(self) -> None:
         """Full profile: train every setting with the explorer's seed. Quick: say how to run one."""
-        profile = active_profile()
+        profile = self.profile
         if profile.epochs is not None:
             self.status.value = message = (
                 f"{profile.name} profile: nothing trained in advance; press Run to train the chosen "
@@ -140,10 +129,10 @@ class TrainingExplorer(Explorer):
         """Train the settings at ``index``; show the curves after every epoch up to its count."""
         settings = self.settings(index)
         chosen, lr = settings.pop("epochs"), settings.pop("lr", self.fixed_lr)
-        planned = active_profile().cap_epochs(chosen)
+        planned = self.profile.cap_epochs(chosen)
         seed = self.current_seed
 
-        def after_epoch(history: History, diverged: bool) -> None:
+        def after_epoch(history: History, diverged: bool = False) -> None:
             done = len(history.epochs)
             for i, e in enumerate(self.options["epochs"]):
                 # every epoch count this run has reached, and the chosen one, drawn in place as it trains
@@ -151,7 +140,20 @@ class TrainingExplorer(Explorer):
                     result = self._render(settings, lr, history, e, planned, seed, diverged)
                     self.show_result(index[:-1] + (i,), result)
 
-        self.histories[index[:-1]] = self._train(settings, lr, planned, seed, progress, after_epoch)
+        torch.manual_seed(seed)
+        net = self.make_net(**settings)
+        if self.init is not None:
+            net.apply(self.init)
+        self.train_iter.reseed(seed)  # every run of this seed sees the same order
+        history = self.histories[index[:-1]] = History()  # the latest run, kept if cancelled
+        try:
+            train(net, self.train_iter, self.test_iter, chosen, lr, self.device, init=None, history=history,
+                  profile=self.profile, progress=progress, on_epoch=after_epoch, quiet=True)  # fmt: skip
+        except TrainingDivergedError:
+            after_epoch(history, diverged=True)
+        except ExperimentCancelled:
+            history.interrupted = True
+            raise
 
     def summary(self, **settings) -> str:
         """The latest run of every setting (or of those matching ``settings``), as text.
@@ -177,51 +179,9 @@ class TrainingExplorer(Explorer):
             "\n".join(lines) or "Nothing trained yet for these settings: press Run (or use the full profile)."
         )
 
-    def _train(self, settings, lr, num_epochs, seed, progress, after_epoch) -> History:
-        """A plain loop (chapter 3's five steps) that reports every batch and draws every epoch."""
-        torch.manual_seed(seed)
-        net = self.make_net(**settings)
-        if self.init is not None:
-            net.apply(self.init)
-        net.to(self.device)
-        optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-        loss_fn = nn.CrossEntropyLoss()
-        images, labels = self.train_data
-        train_iter = DeviceLoader(
-            images, labels, self.batch_size, shuffle=True, seed=seed, **self.loader_options
-        ).to(self.device)
-        history, batches = History(), len(train_iter)
-        history.device, history.device_name = str(self.device), device_name(self.device)
-        history.profile, run_start = active_profile().name, time.perf_counter()
-        for epoch in range(num_epochs):
-            start = time.perf_counter()
-            net.train()
-            loss_sum = torch.zeros((), device=self.device)  # sums stay on the device (no sync per batch)
-            correct = torch.zeros((), dtype=torch.long, device=self.device)
-            for batch, (X, y) in enumerate(train_iter):
-                y_hat = net(X)
-                loss = loss_fn(y_hat, y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach() * len(y)
-                correct += accuracy(y_hat, y)
-                done = (epoch * batches + batch + 1) / (num_epochs * batches)
-                progress(done, f"epoch {epoch + 1}/{num_epochs}")
-            mean_loss = loss_sum.item() / len(labels)
-            if not math.isfinite(mean_loss):
-                after_epoch(history, diverged=True)
-                break
-            seconds = time.perf_counter() - start
-            test_acc = evaluate_accuracy(net, self.test_iter)
-            history.record(mean_loss, correct.item() / len(labels), test_acc, seconds, len(labels) / seconds)
-            history.wall_time = time.perf_counter() - run_start
-            after_epoch(history, diverged=False)
-        return history
-
     def _render(self, settings, lr, history: History, epochs: int, planned: int, seed: int, diverged) -> str:
         """HTML for the result after ``epochs`` epochs of a run planned for ``planned`` epochs."""
-        shown = History(**{k: v[:epochs] if isinstance(v, list) else v for k, v in history.to_dict().items()})
+        shown = history.first(epochs)
         done = len(shown.epochs)
         name = _run_name(settings, lr)
         fig = Figure(figsize=(5.2, 2.9), layout="constrained")
@@ -236,10 +196,9 @@ class TrainingExplorer(Explorer):
         elif done < min(epochs, planned):
             text = f"training... {done} of {min(epochs, planned)} epochs done"
         else:
-            scores = shown.epoch_line(-1).split(": ", 1)[1].rsplit(" (", 1)[0]
-            text = f"after {done} epoch{'s' if done > 1 else ''}: {scores} (seed {seed})"
+            text = f"after {done} epoch{'s' if done > 1 else ''}: {shown.scores()} (seed {seed})"
             if done < epochs:
-                text = f"{active_profile().name} profile: trained {done} of {epochs} epochs; {text}"
+                text = f"{self.profile.name} profile: trained {done} of {epochs} epochs; {text}"
         text = f"{name}: {text}"  # the settings as text too: a screen reader cannot read the PNG
         return f"{figure_html(fig)}<br><code>{html.escape(text)}</code>"
 
@@ -251,14 +210,6 @@ def _run_name(settings: dict, lr: float) -> str:
 
 def _text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _subset(loader: DeviceLoader, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The uint8 images and labels of a fixed class-balanced subset of ``n`` of a loader's examples."""
-    if n is None or n >= loader.num_examples:
-        return loader.images, loader.labels
-    idx = torch.from_numpy(balanced_subset(loader.labels.cpu().numpy(), n, seed=seed))
-    return loader.images[idx.to(loader.images.device)], loader.labels[idx.to(loader.labels.device)]
 
 
 def edge_and_blur_kernels(k: int) -> torch.Tensor:

@@ -21,6 +21,7 @@ The price of replaying instead of running:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -59,7 +60,11 @@ def state_restored(model: nn.Module, optimizer: torch.optim.Optimizer):
 
 
 class GraphedStep:
-    """A training step (forward, loss, backward, update) recorded as a CUDA graph.
+    """A training step (`cnnbook.train.train_step`) recorded as a CUDA graph.
+
+    step: ``step(X, y)`` does one whole step (forward, loss, backward, update) of ``model``
+        with ``optimizer`` and returns ``(y_hat, loss)``; it is run a few times to warm up
+        (then undone) and once more to record.
 
     Built from the first batch; ``replay(X, y)`` then does one whole step on a batch of the
     same shape and returns ``(y_hat, loss)``: tensors the next replay overwrites, so use
@@ -68,18 +73,13 @@ class GraphedStep:
 
     def __init__(
         self,
+        step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
         model: nn.Module,
-        loss_fn: nn.Module,
         optimizer: torch.optim.Optimizer,
         X: torch.Tensor,
         y: torch.Tensor,
-        amp: bool = False,
         warm_up_steps: int = 3,
     ):
-        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
-        # autocast's weight cache does not survive recording: turn it off.
-        no_autocast = contextlib.nullcontext()
-        self.autocast = torch.autocast("cuda", torch.bfloat16, cache_enabled=False) if amp else no_autocast
         self.static_X, self.static_y = X.clone(), y.clone()  # clone keeps channels_last
         rng = torch.cuda.get_rng_state(X.device)
         with state_restored(model, optimizer):
@@ -87,22 +87,15 @@ class GraphedStep:
             side.wait_stream(torch.cuda.current_stream(X.device))
             with torch.cuda.stream(side):
                 for _ in range(warm_up_steps):
-                    optimizer.zero_grad(set_to_none=True)
-                    self._step()
+                    step(self.static_X, self.static_y)
             torch.cuda.current_stream(X.device).wait_stream(side)
         torch.cuda.set_rng_state(rng, X.device)
-        optimizer.zero_grad(set_to_none=True)  # recording then allocates the gradients it fills
+        # Recording then allocates the gradients it fills: backward writes them, it does not add
+        # (the step's own zero_grad(set_to_none=True) records no work).
+        optimizer.zero_grad(set_to_none=True)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):  # records the launches; runs nothing
-            self.y_hat, self.loss = self._step()
-
-    def _step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        with self.autocast:
-            y_hat = self.model(self.static_X)
-            loss = self.loss_fn(y_hat, self.static_y)
-        loss.backward()  # gradients were None: backward writes them, it does not add
-        self.optimizer.step()
-        return y_hat, loss
+            self.y_hat, self.loss = step(self.static_X, self.static_y)
 
     def fits(self, X: torch.Tensor) -> bool:
         """Whether ``X`` has the recorded batch's shape (a short last batch does not)."""

@@ -34,12 +34,21 @@ class History:
         self.epoch_time.append(float(epoch_time))
         self.examples_per_sec.append(float(examples_per_sec))
 
+    def first(self, n: int) -> History:
+        """The first ``n`` epochs of this run as a new `History` (what a shorter run recorded)."""
+        kept = {name: value[:n] if isinstance(value, list) else value for name, value in asdict(self).items()}
+        return History(**kept)
+
+    def scores(self, i: int = -1) -> str:
+        """Epoch ``i``'s loss and accuracies as text, e.g. ``loss 0.612, train acc 0.765, test acc 0.741``."""
+        return (
+            f"loss {self.train_loss[i]:.3f}, train acc {self.train_acc[i]:.3f}, "
+            f"test acc {self.test_acc[i]:.3f}"
+        )
+
     def epoch_line(self, i: int) -> str:
         """One epoch as text, e.g. ``epoch 3: loss 0.612, train acc 0.765, test acc 0.741 (4.1 s)``."""
-        return (
-            f"epoch {self.epochs[i]}: loss {self.train_loss[i]:.3f}, train acc "
-            f"{self.train_acc[i]:.3f}, test acc {self.test_acc[i]:.3f} ({self.epoch_time[i]:.1f} s)"
-        )
+        return f"epoch {self.epochs[i]}: {self.scores(i)} ({self.epoch_time[i]:.1f} s)"
 
     @property
     def mean_examples_per_sec(self) -> float:
@@ -54,9 +63,7 @@ class History:
         if not self.epochs:
             return f"no epoch finished (profile {self.profile}, device {self.device_name})"
         return (
-            f"loss {self.train_loss[-1]:.3f}, train acc {self.train_acc[-1]:.3f}, "
-            f"test acc {self.test_acc[-1]:.3f}, {self.mean_examples_per_sec:.1f} examples/sec "
-            f"on {self.device}\n"
+            f"{self.scores(-1)}, {self.mean_examples_per_sec:.1f} examples/sec on {self.device}\n"
             f"profile {self.profile} · {len(self.epochs)} epochs · {self.device_name} · "
             f"wall time {self.wall_time:.1f} s" + (" · INTERRUPTED" if self.interrupted else "")
         )

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from cnnbook.datafiles import balanced_subset
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -83,7 +85,9 @@ class DeviceLoader:
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.resize = (resize, resize) if isinstance(resize, int) else resize
         self.mean, self.std = mean, std
-        self._normalise = None if mean is None else (_per_channel(mean), _per_channel(std))
+        self._normalise = (
+            None if mean is None else (_per_channel(mean, images.device), _per_channel(std, images.device))
+        )
         # The order comes from a CPU generator so a run is reproducible on any device.
         self._order = torch.Generator().manual_seed(seed)
         self._copies: dict[torch.device, DeviceLoader] = {}
@@ -131,6 +135,21 @@ class DeviceLoader:
         """
         self._order.manual_seed(seed)
 
+    def subset(self, n: int | None, seed: int = 0) -> DeviceLoader:
+        """A new loader with this one's options over a fixed class-balanced subset of ``n`` of
+        its examples (`balanced_subset` with ``seed``; all of them if ``n`` is None), on the same
+        device, its order starting from ``seed``. This loader is left as it is.
+
+        Example: ``train_iter.subset(2000)`` for a shorter experiment on the same data.
+        """
+        if n is None or n >= self.num_examples:
+            images, labels = self.images, self.labels  # all of them: shared, not copied
+        else:
+            keep = torch.from_numpy(balanced_subset(self.labels.cpu().numpy(), n, seed)).to(self.device)
+            images, labels = self.images[keep], self.labels[keep]
+        options = {"resize": self.resize, "mean": self.mean, "std": self.std, "augment": self.augment}
+        return DeviceLoader(images, labels, self.batch_size, self.shuffle, **options, seed=seed)
+
     def __iter__(self):
         n = self.num_examples
         if self.shuffle:
@@ -164,9 +183,9 @@ class DeviceLoader:
         return X
 
 
-def _per_channel(values: tuple[float, ...]) -> torch.Tensor:
-    """Per-channel constants shaped to broadcast over a batch ``(N, C, H, W)``."""
-    return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
+def _per_channel(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """Per-channel constants on ``device``, shaped to broadcast over a batch ``(N, C, H, W)``."""
+    return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
 
 def augment_batch(X: torch.Tensor, augment: Augment, draws: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The training loop of the book: chapter 3's five steps, made fast and safe.
 
-Inside every epoch the loop is the one chapter 3 writes by hand::
+Inside every epoch the loop is the one chapter 3 writes by hand, one `train_step` per batch::
 
     for X, y in train_iter:
         y_hat = net(X)              # 1. forward
@@ -13,12 +13,14 @@ What `train` adds around it, and why:
 
 * metrics are summed on the device and read once per epoch: a ``.item()`` per batch
   would make the CPU wait for the GPU every step;
-* a progress line with an ETA and a live plot (`cnnbook.plot`);
+* a progress line with an ETA and a live plot (`cnnbook.plot`), or, for callers that show
+  their own (the slider explorers), a ``progress`` and an ``on_epoch`` hook and ``quiet``;
 * a NaN/inf loss stops training at once, naming the epoch and batch;
 * Ctrl-C returns the history so far (marked interrupted) and a usable model;
 * optional bf16 autocast, channels_last, ``torch.compile`` and a whole step replayed as
   one CUDA graph (`cnnbook.graphed`) for GPUs;
-* the quick profile caps the number of epochs (and says so).
+* the quick profile caps the number of epochs and the compute per run (and says so); the
+  profile is the active one unless ``profile=`` names another.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ import contextlib
 import itertools
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnnbook.config import Profile, active_profile, device_name, synchronize, try_gpu
+from cnnbook.config import Profile, device_name, resolve_profile, synchronize, try_gpu
 from cnnbook.graphed import GraphedStep
 from cnnbook.history import History
 from cnnbook.plot import LivePlot
@@ -105,6 +108,31 @@ class _DivergenceGuard:
         return None if value < 0 else value
 
 
+def train_step(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    amp: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step on the batch ``(X, y)``: chapter 3's five steps. Returns ``(y_hat, loss)``.
+
+    amp: forward and loss in bfloat16 autocast (see `train`). Its cache of bf16 weights is
+        off: a CNN's forward uses each weight once, so the cache saves nothing, and it would
+        not survive recording the step as a CUDA graph (`cnnbook.graphed`).
+    """
+    fp32 = contextlib.nullcontext()
+    autocast = torch.autocast(X.device.type, torch.bfloat16, cache_enabled=False) if amp else fp32
+    with autocast:
+        y_hat = model(X)  # 1. forward
+        loss = loss_fn(y_hat, y)  # 2. loss (mean over the batch)
+    optimizer.zero_grad(set_to_none=True)  # 3. clear old gradients
+    loss.backward()  # 4. backward: compute new gradients
+    optimizer.step()  # 5. update the parameters
+    return y_hat, loss
+
+
 def train(
     net: nn.Module,
     train_iter,
@@ -124,6 +152,10 @@ def train(
     plot: bool = True,
     title: str | None = None,
     history: History | None = None,
+    profile: Profile | str | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    on_epoch: Callable[[History], None] | None = None,
+    quiet: bool = False,
 ) -> History:
     """Train ``net`` and return its `History` (d2l's ``train_ch6`` call shape).
 
@@ -153,6 +185,14 @@ def train(
     plot: draw the live plot (Jupyter) or print one line per epoch (terminal).
     history: a `History` to continue (e.g. from `load_checkpoint`): new epochs are appended
         and numbered after it. Use with ``init=None`` and the restored optimizer to resume.
+    profile: the budget to train under, a `cnnbook.config.Profile` or its name (default:
+        the active profile, see `cnnbook.use_profile`).
+    progress: called after every batch as ``progress(fraction_done, text)``. It may raise to
+        stop training (the slider explorers' Cancel does): the exception goes to the caller,
+        and the `History` given as ``history`` keeps the finished epochs.
+    on_epoch: called with the `History` after every epoch (the explorers draw their plot).
+    quiet: print and draw nothing (notes, progress line, plot, summary): for callers that
+        show their own.
 
     Example::
 
@@ -168,9 +208,10 @@ def train(
             "cuda_graph=True records the learning rate into the graph, so a scheduler could not "
             "change it: use either a scheduler or cuda_graph, not both."
         )
-    profile = active_profile()
+    say = _say_nothing if quiet else print  # every line train prints goes through say
+    profile = resolve_profile(profile)
     if profile.cap_epochs(num_epochs) < num_epochs:
-        print(f"{profile.name} profile: training {profile.cap_epochs(num_epochs)} of {num_epochs} epochs.")
+        say(f"{profile.name} profile: training {profile.cap_epochs(num_epochs)} of {num_epochs} epochs.")
         num_epochs = profile.cap_epochs(num_epochs)
 
     if init == "xavier":
@@ -184,9 +225,12 @@ def train(
         model = torch.compile(net, mode=compile if isinstance(compile, str) else None)
     optimizer = optimizer or torch.optim.SGD(net.parameters(), lr=lr)
     loss_fn = loss or nn.CrossEntropyLoss()
+
+    def step(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return train_step(model, loss_fn, optimizer, X, y, amp)
+
     train_iter, test_iter = _on_device(train_iter, device), _on_device(test_iter, device)
-    train_batches, test_batches = compute_cap(profile, net, train_iter, test_iter, num_epochs, device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    train_batches, test_batches = compute_cap(profile, net, train_iter, test_iter, num_epochs, device, say)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # pick the fastest conv algorithm per shape, once
 
@@ -194,8 +238,10 @@ def train(
     history.device, history.device_name, history.profile = str(device), device_name(device), profile.name
     history.interrupted = False
     first_epoch = len(history.epochs)
-    live_plot = LivePlot(first_epoch + num_epochs, title or f"training on {device}") if plot else None
-    progress = Progress(num_epochs, train_batches)
+    live_plot = (
+        LivePlot(first_epoch + num_epochs, title or f"training on {device}") if plot and not quiet else None
+    )
+    progress_line = Progress(num_epochs, train_batches, draw=not quiet, report=progress)
     guard = _DivergenceGuard(device, check_every=1 if device.type == "cpu" else 50)
     start = time.perf_counter() - history.wall_time
     epoch = batch = 0
@@ -212,16 +258,11 @@ def train(
                 if channels_last and X.dim() == 4:  # image batches; other inputs have no channels
                     X = X.contiguous(memory_format=torch.channels_last)
                 if cuda_graph and graphed is None:
-                    graphed = GraphedStep(model, loss_fn, optimizer, X, y, amp=amp)
+                    graphed = GraphedStep(step, model, optimizer, X, y)
                 if graphed is not None and graphed.fits(X):
-                    y_hat, l = graphed.replay(X, y)  # the five steps below, replayed as one graph
+                    y_hat, l = graphed.replay(X, y)  # the same step, replayed as one graph
                 else:
-                    with autocast:
-                        y_hat = model(X)  # 1. forward
-                        l = loss_fn(y_hat, y)  # 2. loss (mean over the batch)
-                    optimizer.zero_grad(set_to_none=True)  # 3. clear old gradients
-                    l.backward()  # 4. backward: compute new gradients
-                    optimizer.step()  # 5. update the parameters
+                    y_hat, l = step(X, y)  # chapter 3's five steps (`train_step`)
                 if scheduler is not None:
                     scheduler.step()  # a per-batch schedule: the next step's learning rate
                 with torch.no_grad():
@@ -234,7 +275,7 @@ def train(
                         _divergence_message(first_epoch + epoch, guard.bad_batch(), train_batches, lr),
                         history,
                     )
-                progress.batch_done(epoch, batch)
+                progress_line.batch_done(epoch, batch)
             synchronize(device)  # so the clock measures finished work
             train_seconds = time.perf_counter() - epoch_start
             test_acc = evaluate_accuracy(model, itertools.islice(test_iter, test_batches), device)
@@ -247,19 +288,21 @@ def train(
             )
             if live_plot:
                 live_plot.update(history)
+            if on_epoch is not None:
+                on_epoch(history)
     except KeyboardInterrupt:
         history.interrupted = True
-        print(
+        say(
             f"Interrupted in epoch {first_epoch + epoch + 1}, batch {batch + 1}: returning the history "
             f"of the {len(history.epochs)} finished epochs; the model keeps its current weights."
         )
     finally:
         net.eval()
         history.wall_time = time.perf_counter() - start
-        progress.close(
+        progress_line.close(
             f"{len(history.epochs) - first_epoch}/{num_epochs} epochs in {history.wall_time:.1f} s"
         )
-    print(history.summary())
+    say(history.summary())
     return history
 
 
@@ -269,7 +312,13 @@ def uses_channels_last(channels_last: bool | None, device: torch.device) -> bool
 
 
 def compute_cap(
-    profile: Profile, net: nn.Module, train_iter, test_iter, num_epochs: int, device: torch.device
+    profile: Profile,
+    net: nn.Module,
+    train_iter,
+    test_iter,
+    num_epochs: int,
+    device: torch.device,
+    say: Callable[[str], None] = print,
 ) -> tuple[int, int]:
     """How many training and test batches per epoch the profile's ``train_flops`` allows.
 
@@ -277,7 +326,7 @@ def compute_cap(
     ``FlopCounterMode``), three times that per training example (forward and backward) and
     once per test example, for every epoch. A run over the budget trains on the first batches
     of each epoch (a new random sample each epoch when the loader shuffles) and is tested on
-    the first test batches, in the same proportion; it prints one line saying so.
+    the first test batches, in the same proportion; it says so in one line (``say``: print).
     """
     n_train, n_test = len(train_iter), len(test_iter)
     if profile.train_flops is None or n_test == 0:
@@ -299,12 +348,16 @@ def compute_cap(
         return n_train, n_test
     fraction = profile.train_flops / cost
     train_batches, test_batches = max(1, int(fraction * n_train)), max(1, math.ceil(fraction * n_test))
-    print(
+    say(
         f"{profile.name} profile: this run would cost {cost / 1e12:.1f} TFLOP, over the profile's "
         f"budget of {profile.train_flops / 1e12:g} TFLOP; training on {train_batches} of {n_train} "
         f"batches per epoch, testing on {test_batches} of {n_test} test batches."
     )
     return train_batches, test_batches
+
+
+def _say_nothing(text: str) -> None:
+    """What `train` prints with, when it is quiet."""
 
 
 def _divergence_message(epoch: int, batch: int, batches: int, lr: float) -> str:

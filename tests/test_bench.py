@@ -12,16 +12,16 @@ from torchvision import transforms
 
 import cnnbook
 from cnnbook.__main__ import main
-from cnnbook.data import ImageArrayDataset, balanced_subset
-from cnnbook.datafiles import Split, read_fashion_mnist
+from cnnbook.data import ImageArrayDataset
+from cnnbook.datafiles import Split, balanced_subset
 from cnnbook.speed.bench import WORKLOADS
 from cnnbook.speed.d2l_reference import SamePermutations, d2l_train_epoch
 from cnnbook.speed.layouts import compare_layouts
 from cnnbook.speed.operators import operator_times, profile_operators
 
 
-def _small_fashion_mnist(n_train=2048, n_test=512):
-    train, test = read_fashion_mnist()
+def _small_fashion_mnist(fashion_mnist, n_train=2048, n_test=512):
+    train, test = fashion_mnist
     i, j = balanced_subset(train.labels, n_train), balanced_subset(test.labels, n_test)
     return Split(train.images[i], train.labels[i], train.source), Split(
         test.images[j], test.labels[j], test.source
@@ -29,11 +29,11 @@ def _small_fashion_mnist(n_train=2048, n_test=512):
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_cnnbook_loop_matches_the_d2l_reference_loop_in_fp32(channels_last):
+def test_cnnbook_loop_matches_the_d2l_reference_loop_in_fp32(channels_last, fashion_mnist):
     """Same model, weights, data order and learning rate: the same losses and weights, in
     either memory layout (channels-last changes which kernels run, not what they compute)."""
     cnnbook.use_profile("full")
-    train, test = _small_fashion_mnist()
+    train, test = _small_fashion_mnist(fashion_mnist)
     torch.manual_seed(0)
     reference_net = cnnbook.models.lenet()
     reference_net.apply(cnnbook.init_xavier)
@@ -63,9 +63,11 @@ def test_cnnbook_loop_matches_the_d2l_reference_loop_in_fp32(channels_last):
 @pytest.mark.parametrize(
     ("options", "channels_last", "amp"), [([], True, False), (["--no-channels-last", "--amp"], False, True)]
 )
-def test_bench_short_mode_runs_and_reports(tmp_path, capsys, options, channels_last, amp):
+def test_bench_short_mode_runs_and_reports(tmp_path, capsys, options, channels_last, amp, data_in_env):
     out = tmp_path / "bench.json"
+    cnnbook.use_profile("quick")  # bench trains under the full profile without switching to it
     assert main(["bench", "--short", "--workers", "2", "--json", str(out), *options]) == 0
+    assert cnnbook.active_profile().name == "quick"
     printed = capsys.readouterr().out
     assert "d2l-style:" in printed and "cnnbook:" in printed and "speed-up:" in printed
     results = json.loads(out.read_text())

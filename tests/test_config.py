@@ -8,9 +8,23 @@ import pytest
 import torch
 
 import cnnbook
-from cnnbook.config import PROFILES, active_profile, cache_dir, data_search_path, device_name, try_gpu
+import cnnbook.data
+from cnnbook.config import (
+    PROFILES,
+    active_profile,
+    cache_dir,
+    data_search_path,
+    device_name,
+    resolve_profile,
+    try_gpu,
+)
 
 # ------------------------------------------------------------------------------ profiles
+
+
+def test_quick_profile_has_a_compute_cap_and_full_has_none():
+    assert cnnbook.PROFILES["quick"].train_flops == 2_000_000_000_000
+    assert cnnbook.PROFILES["full"].train_flops is None
 
 
 def test_full_is_the_default_profile():
@@ -43,6 +57,26 @@ def test_invalid_profile_in_the_environment_names_the_variable(monkeypatch):
     message = str(err.value)
     assert "CNNBOOK_PROFILE='turbo' is not valid" in message
     assert "Valid profiles: full, quick, reduced" in message
+
+
+def test_resolve_profile_takes_a_profile_or_its_name_else_the_active_one():
+    cnnbook.use_profile("quick")
+    assert resolve_profile(None) is PROFILES["quick"]
+    assert resolve_profile("full") is PROFILES["full"]
+    assert resolve_profile(PROFILES["reduced"]) is PROFILES["reduced"]
+    with pytest.raises(ValueError, match="Unknown profile 'fast'. Valid profiles: full, quick, reduced"):
+        resolve_profile("fast")
+
+
+def test_a_profile_passed_to_a_data_loader_wins_over_the_active_one(fashion_mnist, monkeypatch, capsys):
+    monkeypatch.setattr(cnnbook.data, "read_fashion_mnist", lambda root=None: fashion_mnist)
+    cnnbook.use_profile("quick")
+    train_iter, test_iter = cnnbook.load_data_fashion_mnist(256, profile="full")
+    assert (train_iter.num_examples, test_iter.num_examples) == (60_000, 10_000)
+    assert capsys.readouterr().out == "", "nothing was cut, so nothing is said"
+    train_iter, _ = cnnbook.load_data_fashion_mnist(256)  # the active profile: quick
+    assert train_iter.num_examples == 40_816 and "quick profile: Fashion-MNIST cut" in capsys.readouterr().out
+    assert active_profile().name == "quick"
 
 
 def test_max_examples_counts_pixel_values():

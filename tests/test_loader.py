@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import cnnbook
 from cnnbook import Augment, DeviceLoader
 from cnnbook.loader import augment_batch
 
@@ -139,6 +140,28 @@ def test_to_the_same_device_returns_the_loader_itself(images):
     assert loader.device == torch.device("cpu")
     assert loader.to("cpu") is loader
     assert loader.to(torch.device("cpu")) is loader
+
+
+def test_subset_is_a_class_balanced_loader_with_the_same_options(fashion_small):
+    images, labels = fashion_small.train_images, fashion_small.train_labels
+    options = {"resize": 32, "mean": (0.3,), "std": (0.35,), "augment": Augment(crop_padding=2)}
+    loader = DeviceLoader(images, labels, 100, shuffle=True, **options)
+    small = loader.subset(500, seed=3)
+    assert small.num_examples == 500 and len(small) == 5
+    assert torch.bincount(small.labels).tolist() == [50] * 10
+    kept = torch.from_numpy(cnnbook.balanced_subset(labels.numpy(), 500, seed=3))
+    assert torch.equal(small.images, images[kept]) and torch.equal(small.labels, labels[kept])
+    assert (small.batch_size, small.shuffle, small.resize) == (100, True, (32, 32))
+    assert (small.mean, small.std, small.augment, small.seed) == ((0.3,), (0.35,), Augment(crop_padding=2), 3)
+    assert loader.num_examples == 4000, "the loader itself is left as it was"
+
+
+def test_a_subset_of_everything_shares_the_images_and_has_its_own_order(images):
+    loader = index_loader(images, shuffle=True, seed=1)
+    everything = loader.subset(None, seed=7)
+    assert everything.images.data_ptr() == loader.images.data_ptr() and everything.num_examples == 1000
+    assert epoch_order(everything) == epoch_order(index_loader(images, shuffle=True, seed=7))
+    assert loader.subset(5000).num_examples == 1000
 
 
 def test_float_images_are_refused():

@@ -1,6 +1,7 @@
 """cnnbook.train and cnnbook.history: the training loop, its safety nets, and what it records."""
 
-import json
+import copy
+import importlib
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import cnnbook
 import cnnbook.config
 import cnnbook.data
 from cnnbook import History, TrainingDivergedError, accuracy, evaluate_accuracy
+from cnnbook.config import Profile
 from cnnbook.train import uses_channels_last
 
 
@@ -126,6 +128,42 @@ def test_inputs_without_channels_train_under_the_channels_last_default():
     assert len(history.epochs) == 2 and history.train_loss[1] < history.train_loss[0]
 
 
+def chapter_3_training_loop(n_epochs, optimizer, model, loss_fn, train_loader):
+    """Chapter 3's hand-written ``training_loop``: its five steps, without its curves and prints."""
+    for _ in range(n_epochs):
+        for imgs, labels in train_loader:
+            outputs = model(imgs)  # 1. forward
+            loss = loss_fn(outputs, labels)  # 2. loss: the mean over the batch
+            optimizer.zero_grad()  # 3. clear the gradients of the last batch
+            loss.backward()  # 4. backward: new gradients
+            optimizer.step()  # 5. update the parameters
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_train_takes_the_steps_of_chapter_3s_loop(fashion_loaders, make_lenet, channels_last):
+    """Same initial weights, data order and SGD: the same weights after two epochs, exactly in
+    NCHW; in channels-last other kernels add in another order (a last-digit difference)."""
+    train_iter, test_iter = fashion_loaders(batch_size=128, n_train=1000, n_test=500)
+    torch.manual_seed(0)
+    by_hand = make_lenet()
+    by_hand.apply(cnnbook.init_xavier)
+    net = copy.deepcopy(by_hand)
+
+    train_iter.reseed(0)
+    optimizer = torch.optim.SGD(by_hand.parameters(), lr=0.9)
+    chapter_3_training_loop(2, optimizer, by_hand, nn.CrossEntropyLoss(), train_iter)
+    train_iter.reseed(0)
+    cnnbook.train(
+        net, train_iter, test_iter, 2, 0.9, "cpu", init=None, channels_last=channels_last, plot=False
+    )
+
+    for p, p_by_hand in zip(net.parameters(), by_hand.parameters(), strict=True):
+        if channels_last:
+            torch.testing.assert_close(p, p_by_hand, rtol=1e-4, atol=1e-5)
+        else:
+            assert torch.equal(p, p_by_hand)
+
+
 # ------------------------------------------------------------------------ interrupted runs
 
 
@@ -236,6 +274,47 @@ def test_quick_profile_caps_the_epochs_and_says_so(fashion_loaders, capsys):
     assert history.epochs == [1, 2, 3, 4, 5] and history.profile == "quick"
 
 
+def test_a_profile_passed_to_train_wins_over_the_active_one(fashion_loaders, capsys):
+    cnnbook.use_profile("quick")
+    train_iter, test_iter = fashion_loaders(batch_size=128, n_train=256, n_test=500)
+    history = cnnbook.train(modern_lenet(), train_iter, test_iter, 7, lr=0.1, plot=False, profile="full")
+    assert "profile:" not in capsys.readouterr().out, "no cap, so no note"
+    assert history.epochs == [1, 2, 3, 4, 5, 6, 7] and history.profile == "full"
+    assert cnnbook.active_profile().name == "quick", "the active profile is left as it was"
+
+
+def test_quiet_prints_nothing_and_the_hooks_see_every_batch_and_epoch(fashion_loaders, capsys):
+    cnnbook.use_profile("quick")  # its epoch cap would print a note
+    train_iter, test_iter = fashion_loaders(batch_size=128, n_train=256, n_test=500)  # 2 batches
+    reports, epochs = [], []
+    history = cnnbook.train(
+        modern_lenet(), train_iter, test_iter, 7, lr=0.1, quiet=True,
+        progress=lambda fraction, text: reports.append((fraction, text)),
+        on_epoch=lambda h: epochs.append(len(h.epochs)),
+    )  # fmt: skip
+    assert capsys.readouterr() == ("", "")
+    assert epochs == [1, 2, 3, 4, 5] and len(history.epochs) == 5
+    assert reports[:2] == [(0.1, "epoch 1/5 · batch 1/2"), (0.2, "epoch 1/5 · batch 2/2")]
+    assert reports[-1] == (1.0, "epoch 5/5 · batch 2/2")
+
+
+def test_an_exception_from_a_hook_stops_training_and_the_given_history_keeps_the_epochs(fashion_loaders):
+    class Stop(Exception):
+        pass
+
+    def stop_in_epoch_2(fraction, text):
+        if text.startswith("epoch 2/"):
+            raise Stop
+
+    train_iter, test_iter = fashion_loaders(batch_size=128, n_train=256, n_test=500)
+    history = History()
+    with pytest.raises(Stop):
+        cnnbook.train(
+            modern_lenet(), train_iter, test_iter, 3, 0.1, history=history, progress=stop_in_epoch_2
+        )
+    assert history.epochs == [1] and history.wall_time > 0
+
+
 def test_init_none_keeps_the_weights_and_xavier_resets_them(fashion_loaders):
     train_iter, test_iter = fashion_loaders(batch_size=128, n_train=256, n_test=500)
     net = modern_lenet()
@@ -265,56 +344,6 @@ def test_plot_or_not_outside_jupyter(fashion_loaders, capsys, plot):
     assert "2/2 epochs in" in err  # the progress line goes to stderr
 
 
-# ------------------------------------------------------------------------ History
-
-
-def one_epoch_history() -> History:
-    history = History(device="cpu", device_name="AMD EPYC (2 cores, 2 torch threads)", profile="quick")
-    history.record(0.4771, 0.8204, 0.7951, 12.5, 8004.2)
-    history.wall_time = 12.34
-    return history
-
-
-def test_summary_reads_like_d2l_then_says_where_it_ran():
-    assert one_epoch_history().summary() == (
-        "loss 0.477, train acc 0.820, test acc 0.795, 8004.2 examples/sec on cpu\n"
-        "profile quick · 1 epochs · AMD EPYC (2 cores, 2 torch threads) · wall time 12.3 s"
-    )
-
-
-def test_summary_of_an_interrupted_and_of_an_empty_run():
-    history = one_epoch_history()
-    history.interrupted = True
-    assert history.summary().endswith("wall time 12.3 s · INTERRUPTED")
-    assert (
-        History(device_name="CPU", profile="full").summary() == "no epoch finished (profile full, device CPU)"
-    )
-
-
-def test_epoch_line():
-    assert (
-        one_epoch_history().epoch_line(0) == "epoch 1: loss 0.477, train acc 0.820, test acc 0.795 (12.5 s)"
-    )
-
-
-def test_mean_examples_per_sec_is_total_examples_over_total_time():
-    history = History()
-    history.record(1.0, 0.5, 0.5, 1.0, 1000.0)
-    history.record(1.0, 0.5, 0.5, 1.0, 3000.0)
-    # Equal epochs: 2 epochs' examples in 1/1000 + 1/3000 of the time per example.
-    assert history.mean_examples_per_sec == pytest.approx(1500.0)
-    assert "1500.0 examples/sec" in history.summary()
-    assert History().mean_examples_per_sec == 0.0
-
-
-def test_history_round_trips_through_a_plain_dict(trained):
-    history = trained[2]
-    data = history.to_dict()
-    json.dumps(data)  # only plain lists, numbers and strings
-    assert History.from_dict(data) == history
-    assert History.from_dict(data).summary() == history.summary()
-
-
 def test_chapter_1s_lenet_under_the_quick_profile_reaches_0_6(fashion_mnist, monkeypatch):
     """Chapter 1's own run (lr 0.9, batch 256, 10 epochs), as a reader on a laptop gets it."""
     monkeypatch.setattr(cnnbook.data, "read_fashion_mnist", lambda root=None: fashion_mnist)
@@ -324,3 +353,122 @@ def test_chapter_1s_lenet_under_the_quick_profile_reaches_0_6(fashion_mnist, mon
     history = cnnbook.train(cnnbook.models.lenet(), train_iter, test_iter, 10, 0.9, "cpu", plot=False)
     assert (history.profile, len(history.epochs)) == ("quick", 5)
     assert history.test_acc[-1] >= 0.6, history.summary()
+
+
+# ------------------------------------------------------- schedules and the compute cap
+
+
+def linear_net() -> nn.Sequential:
+    """Softmax regression on 1x28x28 images: 2 * 784 * 10 = 15,680 forward FLOPs per image."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+
+
+def test_scheduler_steps_once_per_batch(fashion_loaders):
+    train_iter, test_iter = fashion_loaders(batch_size=128, n_train=1000)  # 8 batches
+    net = linear_net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    steps_seen = []
+
+    def halve(step):
+        steps_seen.append(step)
+        return 0.5**step
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, halve)
+    cnnbook.train(
+        net, train_iter, test_iter, 2, 0.1, "cpu", optimizer=optimizer, scheduler=scheduler, plot=False
+    )
+    assert steps_seen == list(range(17))  # step 0 at construction, then one per batch
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**16)
+
+
+def test_one_cycle_schedule_runs_its_course(fashion_loaders):
+    train_iter, test_iter = fashion_loaders(batch_size=128, n_train=1000)
+    net = linear_net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.1, epochs=3, steps_per_epoch=len(train_iter))
+    used = []  # the learning rate of every update
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
+    history = cnnbook.train(
+        net, train_iter, test_iter, 3, 0.1, "cpu", optimizer=optimizer, scheduler=scheduler, plot=False
+    )
+    assert len(used) == scheduler.total_steps == 3 * len(train_iter)
+    assert used[0] == pytest.approx(0.1 / 25)  # OneCycle starts at max_lr / div_factor
+    assert max(used) == pytest.approx(0.1, rel=0.01)  # at 30% of the run
+    assert used[-1] < 1e-5  # and anneals to almost zero
+    assert history.test_acc[-1] > 0.6
+
+
+@pytest.fixture
+def quick_with_budget(monkeypatch):
+    """``set_budget(flops)``: the quick profile with a chosen compute cap, made active."""
+
+    def set_budget(flops):
+        profile = Profile("quick", train_flops=flops)
+        monkeypatch.setitem(cnnbook.config.PROFILES, "quick", profile)
+        cnnbook.use_profile("quick")
+        return profile
+
+    return set_budget
+
+
+def count_steps(optimizer) -> list[int]:
+    """A list that grows by one entry per optimizer step (read through a LambdaLR)."""
+    steps = []
+    return steps, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: steps.append(step) or 1.0)
+
+
+def test_a_run_over_the_compute_cap_uses_fewer_batches(quick_with_budget, fashion_loaders, capsys):
+    train_iter, test_iter = fashion_loaders(batch_size=125, n_train=4000, n_test=1000)  # 32 and 2 batches
+    # One epoch costs 15,680 FLOPs x (3 x 4,000 + 1,000) = 203.84 MFLOP; allow a quarter.
+    quick_with_budget(203_840_000 // 4)
+    net = linear_net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    steps, scheduler = count_steps(optimizer)
+    history = cnnbook.train(
+        net, train_iter, test_iter, 1, 0.1, "cpu", optimizer=optimizer, scheduler=scheduler, plot=False
+    )
+    assert (
+        "quick profile: this run would cost 0.0 TFLOP, over the profile's budget of 5.096e-05 TFLOP; "
+        "training on 8 of 32 batches per epoch, testing on 1 of 2 test batches." in capsys.readouterr().out
+    )
+    assert len(steps) == 1 + 8
+    assert history.epochs == [1]
+    by_hand = cnnbook.evaluate_accuracy(net, [next(iter(test_iter))])  # the first test batch only
+    assert history.test_acc == [by_hand]
+
+
+def test_each_epoch_under_the_cap_sees_a_new_sample_of_batches(quick_with_budget, fashion_loaders):
+    train_iter, test_iter = fashion_loaders(batch_size=100, n_train=1000, n_test=1000)
+    quick_with_budget(2 * 15_680 * 4_000 // 5)  # a fifth of 2 epochs x (3 x 1,000 + 1,000) examples
+    seen = []
+
+    def remember_training_batches(module, args):
+        if module.training:
+            seen.append(args[0].sum().item())
+
+    net = nn.Sequential(linear_net())
+    net.register_forward_pre_hook(remember_training_batches)
+    cnnbook.train(net, train_iter, test_iter, 2, 0.1, "cpu", plot=False)
+    assert len(seen) == 2 * 2  # 2 of 10 batches per epoch, 2 epochs
+    assert len(set(seen)) == 4
+
+
+def test_a_run_under_the_compute_cap_is_untouched(quick_with_budget, fashion_loaders, capsys):
+    train_iter, test_iter = fashion_loaders(batch_size=125, n_train=4000, n_test=1000)
+    quick_with_budget(203_840_000)  # exactly one epoch's cost
+    net = linear_net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    steps, scheduler = count_steps(optimizer)
+    cnnbook.train(
+        net, train_iter, test_iter, 1, 0.1, "cpu", optimizer=optimizer, scheduler=scheduler, plot=False
+    )
+    assert "TFLOP" not in capsys.readouterr().out
+    assert len(steps) == 1 + 32
+
+
+def test_the_full_profile_never_counts_flops(fashion_loaders, monkeypatch):
+    def no_counting(*args, **kwargs):
+        raise AssertionError("the full profile must not estimate the cost")
+
+    monkeypatch.setattr(importlib.import_module("cnnbook.train"), "FlopCounterMode", no_counting)
+    cnnbook.train(linear_net(), *fashion_loaders(125, 500, 500), 1, 0.1, "cpu", plot=False)

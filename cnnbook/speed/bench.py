@@ -34,9 +34,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnbook import models
-from cnnbook.config import device_name, seed_everything, synchronize, try_gpu, use_profile
-from cnnbook.data import balanced_subset
-from cnnbook.datafiles import Split, read_fashion_mnist
+from cnnbook.config import device_name, seed_everything, synchronize, try_gpu
+from cnnbook.datafiles import read_fashion_mnist
 from cnnbook.loader import DeviceLoader
 from cnnbook.speed.d2l_reference import d2l_loaders, d2l_train_epoch
 from cnnbook.speed.layouts import compare_layouts
@@ -128,13 +127,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
 
 
-def _subset(split: Split, n: int | None) -> Split:
-    if n is None or n >= len(split.labels):
-        return split
-    idx = balanced_subset(split.labels, n)
-    return Split(split.images[idx], split.labels[idx], split.source)
-
-
 def run(args) -> dict:
     """Run the benchmark described by parsed ``args``; returns the results as a dict."""
     workload = WORKLOADS[args.model]
@@ -143,12 +135,11 @@ def run(args) -> dict:
         return run_layouts(args, workload, device)
     if args.operators:
         return run_operators(args, workload, device)
-    use_profile("full")  # the benchmark picks its own data sizes
     epochs = 1 if args.short else args.epochs
     train_split, test_split = read_fashion_mnist()
     n_train = 4096 if args.short else args.train_examples
-    train_split = _subset(train_split, n_train)
-    test_split = _subset(test_split, 1024 if args.short else None)
+    train_split = train_split.subset(n_train)
+    test_split = test_split.subset(1024 if args.short else None)
 
     seed_everything(0)
     reference_net = workload.build()
@@ -207,6 +198,7 @@ def run(args) -> dict:
                 init=None,
                 plot=False,
                 history=history,
+                profile="full",  # the benchmark picks its own data sizes and epochs
                 amp=args.amp,
                 channels_last=args.channels_last,
                 compile=args.compile,

@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 
@@ -20,26 +19,22 @@ import torch
 from torch import nn
 
 from cnnbook.config import synchronize
+from cnnbook.train import train_step
 
 
 def seconds_per_step(
     net: nn.Module, X: torch.Tensor, y: torch.Tensor, lr: float, steps: int, amp: bool = False
 ) -> float:
-    """Mean seconds of ``steps`` SGD training steps of ``net`` on the batch ``(X, y)``.
+    """Mean seconds of ``steps`` SGD training steps (`cnnbook.train.train_step`) of ``net`` on ``(X, y)``.
 
     ``amp``: forward and loss in bfloat16 autocast, as `cnnbook.train` runs them with ``amp=True``.
     """
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
-    autocast = torch.autocast(X.device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     synchronize(X.device)
     start = time.perf_counter()
     for _ in range(steps):
-        with autocast:
-            loss = loss_fn(net(X), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(net, loss_fn, optimizer, X, y, amp)
     synchronize(X.device)
     return (time.perf_counter() - start) / steps
 

@@ -5,8 +5,8 @@ network under ``torch.profiler`` and adds up, for each PyTorch operator (``aten:
 the time spent in the operator itself, not in the operators it calls. On a CPU that is
 the CPU's time; on a GPU it is the time of the GPU kernels the operator launched, which
 is the time that counts once the GPU is kept busy. The step is the one `cnnbook.train`
-takes: forward and loss (in bf16 autocast with ``amp``), zeroing the gradients, backward,
-SGD update.
+takes (`cnnbook.train.train_step`): forward and loss (in bf16 autocast with ``amp``),
+zeroing the gradients, backward, SGD update.
 
 Example::
 
