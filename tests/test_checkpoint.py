@@ -150,3 +150,70 @@ def test_loading_refuses_arbitrary_pickled_objects(tmp_path):
         load_checkpoint(path, small_net())
     assert f"Cannot read the checkpoint {path}: UnpicklingError" in str(err.value)
     assert "Payload" in str(err.value)  # torch names the class it refused
+
+
+# ------------------------------------------------------- resuming a run (chapters 3 to 5)
+
+
+def small_cnn() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4 * 14 * 14, 10),
+    )  # fmt: skip
+
+
+def test_resuming_from_a_checkpoint_continues_the_run(tmp_path, fashion_loaders):
+    torch.manual_seed(0)
+    net = small_cnn()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    train_iter, test_iter = fashion_loaders(batch_size=128, n_train=1000)
+    history = cnnbook.train(net, train_iter, test_iter, 2, 0.05, "cpu", optimizer=optimizer, plot=False)
+    path = save_checkpoint(tmp_path / "run.pt", net, optimizer, epoch=2, history=history)
+
+    # A new session: a fresh model and optimizer, filled from the file.
+    fresh = small_cnn()
+    fresh_optimizer = torch.optim.SGD(fresh.parameters(), lr=0.05, momentum=0.9)
+    checkpoint = load_checkpoint(path, fresh, fresh_optimizer)
+    assert checkpoint["epoch"] == 2 and checkpoint["history"] == history
+
+    # The original run and the resumed one, continued on identical data, stay identical:
+    # the weights, the momentum buffers and the history all came back.
+    kept = cnnbook.train(
+        net,
+        *fashion_loaders(128, 1000),
+        1,
+        0.05,
+        "cpu",
+        init=None,
+        optimizer=optimizer,
+        history=history,
+        plot=False,
+    )
+    resumed = cnnbook.train(
+        fresh,
+        *fashion_loaders(128, 1000),
+        1,
+        0.05,
+        "cpu",
+        init=None,
+        optimizer=fresh_optimizer,
+        history=checkpoint["history"],
+        plot=False,
+    )
+    assert resumed.epochs == [1, 2, 3]
+    assert resumed.train_loss[:2] == history.train_loss[:2] == kept.train_loss[:2]
+    assert resumed.train_loss[2] == pytest.approx(kept.train_loss[2], rel=1e-5)
+    assert resumed.test_acc[2] == pytest.approx(kept.test_acc[2])
+    for a, b in zip(net.parameters(), fresh.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_resuming_without_init_none_would_restart_from_random_weights(tmp_path, fashion_loaders):
+    torch.manual_seed(0)
+    net = small_cnn()
+    cnnbook.train(net, *fashion_loaders(128, 500), 1, 0.05, "cpu", plot=False)
+    path = save_checkpoint(tmp_path / "run.pt", net)
+    fresh = small_cnn()
+    load_checkpoint(path, fresh)
+    fresh.apply(cnnbook.init_xavier)  # what the default init="xavier" does first
+    assert not torch.equal(fresh[0].weight, net[0].weight)

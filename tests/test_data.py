@@ -20,7 +20,7 @@ def fashion_read_once(fashion_mnist, monkeypatch):
 # ----------------------------------------------------------------------- Fashion-MNIST
 
 
-def test_load_data_fashion_mnist_gives_float_batches_in_0_1(fashion_mnist):
+def test_load_data_fashion_mnist_gives_float_batches_in_0_1(fashion_mnist, data_in_env):
     train_iter, test_iter = cnnbook.load_data_fashion_mnist(256)
     assert (train_iter.num_examples, test_iter.num_examples) == (60_000, 10_000)
     assert len(train_iter) == 235  # 234 full batches and one of 96
@@ -142,6 +142,12 @@ def test_bad_class_names_list_the_valid_ones(classes, complaint):
         "CIFAR-10 classes must be distinct names from: airplane, automobile, bird, cat, deer, dog, "
         "frog, horse, ship, truck; " + complaint
     )
+
+
+def test_unknown_class_names_are_refused_before_any_file_is_read(tmp_path):
+    # No data anywhere: the error is about the names, not about missing files.
+    with pytest.raises(ValueError, match=r"names from: airplane, automobile, .* \('plane' unknown\)"):
+        cnnbook.load_data_cifar10(64, classes=("airplane", "plane"), root=tmp_path)
 
 
 def test_channel_stats_by_hand():

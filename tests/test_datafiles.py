@@ -5,8 +5,10 @@ import io
 import os
 import pickle
 import pickletools
+import re
 import shlex
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -30,16 +32,22 @@ from cnnbook.datafiles import (
 # ----------------------------------------------------------------------- Fashion-MNIST
 
 
-def copy_fashion_mnist(folder: Path, compressed: bool = True) -> Path:
-    """Put the four real IDX files into ``folder``: as shipped (.gz), or uncompressed."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in FASHION_MNIST_FILES:
-        source = FASHION_MNIST_SYSTEM / f"{name}.gz"
-        if compressed:
-            shutil.copy(source, folder / source.name)
-        else:
-            (folder / name).write_bytes(gzip.decompress(source.read_bytes()))
-    return folder
+@pytest.fixture
+def copy_fashion_mnist(fashion_mnist_folder):
+    """``copy_fashion_mnist(folder, compressed=True)``: put the four real IDX files into
+    ``folder``, as shipped (.gz) or uncompressed, and return ``folder``."""
+
+    def copy(folder: Path, compressed: bool = True) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in FASHION_MNIST_FILES:
+            source = fashion_mnist_folder / f"{name}.gz"
+            if compressed:
+                shutil.copy(source, folder / source.name)
+            else:
+                (folder / name).write_bytes(gzip.decompress(source.read_bytes()))
+        return folder
+
+    return copy
 
 
 def cut_file(path: Path, keep: int) -> None:
@@ -53,9 +61,12 @@ def assert_same_splits(found, expected) -> None:
         assert np.array_equal(a.labels, b.labels)
 
 
-def test_fashion_mnist_is_found_in_debians_folder(fashion_mnist):
+def test_fashion_mnist_is_found_in_the_system_folder(fashion_mnist_folder, monkeypatch):
+    assert FASHION_MNIST_SYSTEM == Path("/usr/share/datasets/fashion-mnist")  # Debian's package
+    # The tests hide the real system folder; put the test data in its place.
+    monkeypatch.setattr(cnnbook.datafiles, "FASHION_MNIST_SYSTEM", fashion_mnist_folder)
     train, test = read_fashion_mnist()
-    assert train.source == test.source == FASHION_MNIST_SYSTEM
+    assert train.source == test.source == fashion_mnist_folder
     assert train.images.shape == (60_000, 1, 28, 28) and train.images.dtype == np.uint8
     assert test.images.shape == (10_000, 1, 28, 28) and test.images.dtype == np.uint8
     assert train.labels.dtype == test.labels.dtype == np.int64
@@ -64,28 +75,28 @@ def test_fashion_mnist_is_found_in_debians_folder(fashion_mnist):
     assert train.images.max() == 255 and train.images.min() == 0
 
 
-def test_fashion_mnist_in_torchvisions_layout(tmp_path, fashion_mnist):
+def test_fashion_mnist_in_torchvisions_layout(tmp_path, fashion_mnist, copy_fashion_mnist):
     raw = copy_fashion_mnist(tmp_path / "FashionMNIST" / "raw", compressed=False)
     found = read_fashion_mnist(root=tmp_path)
     assert found[0].source == raw
     assert_same_splits(found, fashion_mnist)
 
 
-def test_fashion_mnist_in_a_fashion_mnist_folder_of_gz_files(tmp_path, fashion_mnist):
+def test_fashion_mnist_in_a_fashion_mnist_folder_of_gz_files(tmp_path, fashion_mnist, copy_fashion_mnist):
     folder = copy_fashion_mnist(tmp_path / "fashion-mnist")
     found = read_fashion_mnist(root=tmp_path)
     assert found[0].source == folder
     assert_same_splits(found, fashion_mnist)
 
 
-def test_fashion_mnist_found_through_cnnbook_data(tmp_path, monkeypatch):
+def test_fashion_mnist_found_through_cnnbook_data(tmp_path, monkeypatch, copy_fashion_mnist):
     folder = copy_fashion_mnist(tmp_path / "fashion-mnist")
     monkeypatch.setenv("CNNBOOK_DATA", str(tmp_path))
     train, _ = read_fashion_mnist()
     assert train.source == folder
 
 
-def test_truncated_gz_file_is_reported_by_name(tmp_path):
+def test_truncated_gz_file_is_reported_by_name(tmp_path, copy_fashion_mnist):
     folder = copy_fashion_mnist(tmp_path / "fashion-mnist")
     broken = folder / "train-images-idx3-ubyte.gz"
     cut_file(broken, 100_000)
@@ -96,7 +107,7 @@ def test_truncated_gz_file_is_reported_by_name(tmp_path):
     assert str(err.value).endswith(f"Get a good copy with:\n{FASHION_MNIST_HOW_TO_GET}")
 
 
-def test_gz_file_with_damaged_bytes_is_reported_by_name(tmp_path):
+def test_gz_file_with_damaged_bytes_is_reported_by_name(tmp_path, copy_fashion_mnist):
     folder = copy_fashion_mnist(tmp_path / "fashion-mnist")
     broken = folder / "train-labels-idx1-ubyte.gz"
     data = bytearray(broken.read_bytes())
@@ -106,7 +117,7 @@ def test_gz_file_with_damaged_bytes_is_reported_by_name(tmp_path):
         read_fashion_mnist(root=tmp_path)
 
 
-def test_truncated_uncompressed_idx_file_says_what_was_expected(tmp_path):
+def test_truncated_uncompressed_idx_file_says_what_was_expected(tmp_path, copy_fashion_mnist):
     raw = copy_fashion_mnist(tmp_path / "FashionMNIST" / "raw", compressed=False)
     broken = raw / "t10k-labels-idx1-ubyte"
     cut_file(broken, 5_008)
@@ -119,7 +130,7 @@ def test_truncated_uncompressed_idx_file_says_what_was_expected(tmp_path):
     )
 
 
-def test_labels_file_in_place_of_images_is_refused(tmp_path):
+def test_labels_file_in_place_of_images_is_refused(tmp_path, copy_fashion_mnist):
     raw = copy_fashion_mnist(tmp_path / "FashionMNIST" / "raw", compressed=False)
     shutil.copy(raw / "t10k-labels-idx1-ubyte", raw / "t10k-images-idx3-ubyte")
     with pytest.raises(CorruptDatasetError, match=r"t10k-images-idx3-ubyte is not .* found magic 2049"):
@@ -154,7 +165,7 @@ def test_nothing_found_and_a_failed_download_give_one_helpful_error(tmp_path, mo
     assert list(cache_dir().rglob("*")) == []
 
 
-def test_incomplete_folder_is_named_with_the_missing_file(tmp_path, monkeypatch):
+def test_incomplete_folder_is_named_with_the_missing_file(tmp_path, monkeypatch, copy_fashion_mnist):
     monkeypatch.setattr(cnnbook.datafiles, "FASHION_MNIST_SYSTEM", tmp_path / "not-installed")
     folder = copy_fashion_mnist(tmp_path / "fashion-mnist")
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
@@ -167,7 +178,9 @@ def test_incomplete_folder_is_named_with_the_missing_file(tmp_path, monkeypatch)
     assert f"{folder} (incomplete: missing t10k-labels-idx1-ubyte.gz)" in str(err.value)
 
 
-def test_a_download_lands_in_the_cache_and_is_found_next_time(tmp_path, monkeypatch, fashion_mnist):
+def test_a_download_lands_in_the_cache_and_is_found_next_time(
+    tmp_path, monkeypatch, fashion_mnist, copy_fashion_mnist
+):
     monkeypatch.setattr(cnnbook.datafiles, "FASHION_MNIST_SYSTEM", tmp_path / "not-installed")
     downloads = []
 
@@ -193,6 +206,30 @@ def test_a_download_without_the_files_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(cnnbook.datafiles, "FASHION_MNIST_SYSTEM", tmp_path / "not-installed")
     with pytest.raises(DatasetNotFoundError, match="finished without the four Fashion-MNIST files"):
         read_fashion_mnist(download=lambda target: (target / "README").write_text("oops"))
+
+
+# ------------------------------------------------------------- tests run offline (conftest.py)
+
+
+@pytest.mark.parametrize("reader", [read_fashion_mnist, read_cifar10], ids=["fashion-mnist", "cifar10"])
+def test_a_real_download_in_a_test_fails_that_test(request, tmp_path, reader):
+    # cnnbook turns a failed download into DatasetNotFoundError; the test's failure gets through.
+    with pytest.raises(pytest.fail.Exception, match=f"{re.escape(request.node.nodeid)} tried to download"):
+        reader(root=tmp_path)
+
+
+def test_a_download_through_torchvision_fails_the_test(tmp_path):
+    import torchvision
+
+    with pytest.raises(pytest.fail.Exception, match="tried to download through torchvision"):
+        torchvision.datasets.FashionMNIST(str(tmp_path), download=True)
+
+
+def test_connections_to_other_machines_fail_the_test_and_loopback_works():
+    with pytest.raises(pytest.fail.Exception, match=r"tried to connect to \('192.0.2.1', 80\)"):
+        socket.create_connection(("192.0.2.1", 80), timeout=1)  # TEST-NET-1: never routed
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        socket.create_connection(server.getsockname(), timeout=1).close()
 
 
 # ---------------------------------------------------------------------------- CIFAR-10

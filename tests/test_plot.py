@@ -1,13 +1,13 @@
-"""cnnbook.plot and cnnbook.progress: training curves, image grids and the progress line."""
+"""cnnbook.plot: training curves (live and finished), image grids, and figures in Jupyter."""
 
 import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
 
+import cnnbook
 from cnnbook import History, plot_history, show_images
-from cnnbook.plot import figure_png
-from cnnbook.progress import Progress, format_seconds, in_jupyter
+from cnnbook.plot import LivePlot, figure_png
 
 
 @pytest.fixture
@@ -60,21 +60,47 @@ def test_show_images_of_colour_floats(fashion_small):
     assert shown.shape == (8, 8, 3) and shown.min() == 0.0 and shown.max() == 1.0
 
 
-@pytest.mark.parametrize(
-    "seconds, text", [(0, "0:00"), (9.6, "0:10"), (75.3, "1:15"), (3599.4, "59:59"), (3725, "1:02:05")]
-)
-def test_format_seconds(seconds, text):
-    assert format_seconds(seconds) == text
+def test_new_figure_gives_a_figure_and_its_axes():
+    fig, (left, right) = cnnbook.new_figure(ncols=2)
+    left.plot([1, 2], [3, 4])
+    assert list(fig.get_size_inches()) == [10, 3.2]
+    assert cnnbook.plot.figure_png(fig).startswith(b"\x89PNG")
+    _, ax = cnnbook.new_figure(figsize=(4, 3))
+    assert ax.figure.get_size_inches().tolist() == [4, 3]
 
 
-def test_not_in_jupyter_under_pytest():
-    assert in_jupyter() is False
+def test_figures_show_as_png_in_jupyter(fake_jupyter, history):
+    plot_history(history)
+    assert fake_jupyter.formatters == [(Figure, figure_png)]  # a cell ending with a Figure shows it
 
 
-def test_progress_line_in_a_terminal(capsys):
-    progress = Progress(num_epochs=2, batches_per_epoch=10, interval=0.0)
-    progress.batch_done(epoch=1, batch=4)  # the 15th of 20 batches
-    progress.close("2/2 epochs in 1.0 s")
-    err = capsys.readouterr().err
-    assert "\repoch 2/2 · batch 5/10 · 75% · elapsed 0:00 · ETA 0:00" in err
-    assert err.endswith("\r" + "2/2 epochs in 1.0 s".ljust(100) + "\n")
+def growing_history(history: History):
+    """Yield ``history`` as training records it: after epoch 1, then 2, then 3."""
+    growing = History(device=history.device, device_name=history.device_name, profile=history.profile)
+    for i in range(len(history.epochs)):
+        growing.record(
+            history.train_loss[i], history.train_acc[i], history.test_acc[i], 2.0, history.examples_per_sec[i]
+        )
+        yield growing
+
+
+def test_live_plot_in_a_terminal_prints_one_line_per_epoch(history, capsys):
+    live = LivePlot(num_epochs=3, title="LeNet")
+    for recorded in growing_history(history):
+        live.update(recorded)
+    assert capsys.readouterr().out.splitlines() == [history.epoch_line(i) for i in range(3)]
+
+
+def test_live_plot_in_jupyter_replaces_one_figure_after_every_epoch(history, fake_jupyter, capsys):
+    live = LivePlot(num_epochs=3, title="LeNet")
+    assert [d.shown for d in fake_jupyter.displays] == [
+        [{"text/plain": "(the training plot appears after the first epoch)"}]
+    ]
+    for recorded in growing_history(history):
+        live.update(recorded)
+    assert len(fake_jupyter.displays) == 1, "one display, updated in place: the cell keeps one figure"
+    updates = fake_jupyter.displays[0].shown[1:]
+    assert [u["text/plain"] for u in updates] == [history.epoch_line(i) for i in range(3)]
+    assert all(u["image/png"].startswith(b"\x89PNG") for u in updates)
+    assert len({u["image/png"] for u in updates}) == 3  # a new figure each epoch
+    assert capsys.readouterr().out == "", "in Jupyter the figure replaces the printed lines"

@@ -36,8 +36,31 @@ def _text_of(cell) -> str:
     return "\n".join(parts)
 
 
-def test_there_are_chapters():
-    assert CHAPTERS, "no notebooks found in chapters/"
+# The setup cell prints "profile: full" and "device: cuda:0 - NVIDIA H100 80GB HBM3"; every
+# `History.summary()` ends "... examples/sec on cuda:0" + "profile full · 10 epochs · NVIDIA H100 ...".
+SETUP = re.compile(r"^profile: (\w+)\ndevice: (\S+) - (.+)$", re.MULTILINE)
+SUMMARY = re.compile(r"examples/sec on (\S+)\nprofile (\w+) · \d+ epochs · (.+?) · wall time [0-9.]+ s")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_stored_outputs_name_the_profile_and_device_that_made_them(path):
+    """The setup cell printed the run's profile and device, and every training summary agrees."""
+    notebook = _read(path)
+    expected_profile = "reduced" if notebook.metadata.get("cnnbook", {}).get("reduced_run") else "full"
+    printed = [_text_of(c) for c in notebook.cells if c.cell_type == "code"]
+    setups = [m.groups() for text in printed for m in SETUP.finditer(text)]
+    assert len(setups) == 1, (
+        f"{path.name}: expected one setup cell printing its profile and device, found {setups}"
+    )
+    profile, device, device_name = setups[0]
+    assert profile == expected_profile, f"{path.name}: stored outputs from a {profile}-profile run"
+    for summary_device, summary_profile, summary_device_name in (
+        m.groups() for text in printed for m in SUMMARY.finditer(text)
+    ):
+        assert (summary_device, summary_profile, summary_device_name) == (device, profile, device_name), (
+            f"{path.name}: a training output ran on {summary_device} ({summary_device_name}) under the "
+            f"{summary_profile} profile; the setup cell says {device} ({device_name}), {profile}"
+        )
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)

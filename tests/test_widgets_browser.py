@@ -39,7 +39,7 @@ PAGE_CELLS = [
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, data_folder):
     """A one-page book with the repository's configuration, its page executed with widget state."""
     assert (REPO / "book/_static/vendor/require.js").exists(), "run `make setup` to fetch the site's JS"
     root = tmp_path_factory.mktemp("widget-site")
@@ -55,12 +55,15 @@ def site(tmp_path_factory):
     nb = nbformat.v4.new_notebook(cells=[math] + [nbformat.v4.new_code_cell(source) for source in PAGE_CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "sliders.ipynb")
-    profile = os.environ.pop("CNNBOOK_PROFILE", None)
+    saved = {name: os.environ.pop(name, None) for name in ("CNNBOOK_PROFILE", "CNNBOOK_DATA")}
+    os.environ["CNNBOOK_DATA"] = str(data_folder)  # the kernel finds the test data there
     try:  # the full profile, as `make outputs` runs chapters: every setting precomputed
         execute_notebook(root / "sliders.ipynb", timeout=300)
     finally:
-        if profile is not None:
-            os.environ["CNNBOOK_PROFILE"] = profile
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     build = [str(jupyter_book), "build", str(root), "-W", "--keep-going"]
     result = subprocess.run(build, capture_output=True, text=True, timeout=600)
@@ -151,13 +154,13 @@ def chapter_cells() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, data_folder):
     """JupyterLab on a copy of the chapter's slider cells; yields (url of the notebook, token)."""
     root = tmp_path_factory.mktemp("lab")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in chapter_cells()])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "sliders.ipynb")
-    env = {**os.environ, "CNNBOOK_PROFILE": "quick", "HOME": str(root),
+    env = {**os.environ, "CNNBOOK_PROFILE": "quick", "CNNBOOK_DATA": str(data_folder), "HOME": str(root),
            "JUPYTER_CONFIG_DIR": str(root / "cfg"), "JUPYTER_RUNTIME_DIR": str(root / "run")}  # fmt: skip
 
     def command(port, token):
