@@ -51,9 +51,10 @@ lab: setup
 	    $(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) chapters
 
 # Two pytest workers on two cores: one math thread each, since two processes each spinning
-# two OpenMP threads on two cores slow each other down many times over.
+# two OpenMP threads on two cores slow each other down many times over. Files go to the
+# workers in collection order, slowest first (conftest.py), so both end together.
 test: setup
-	OMP_NUM_THREADS=1 CNNBOOK_PROFILE=quick $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --durations=15 tests chapters
+	OMP_NUM_THREADS=1 CNNBOOK_PROFILE=quick $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --nbval-lax --durations=15 tests chapters
 
 outputs: setup
 	CNNBOOK_PROFILE=full $(PY) -m cnnbook execute chapters/*.ipynb
