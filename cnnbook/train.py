@@ -243,7 +243,7 @@ def train(
     )
     progress_line = Progress(num_epochs, train_batches, draw=not quiet, report=progress)
     guard = _DivergenceGuard(device, check_every=1 if device.type == "cpu" else 50)
-    start = time.perf_counter() - history.wall_time
+    earlier_seconds, start = history.wall_time, time.perf_counter()  # a resumed run adds to it
     epoch = batch = 0
     graphed = None  # the recorded step, made from the first batch when cuda_graph is on
     try:
@@ -298,10 +298,9 @@ def train(
         )
     finally:
         net.eval()
-        history.wall_time = time.perf_counter() - start
-        progress_line.close(
-            f"{len(history.epochs) - first_epoch}/{num_epochs} epochs in {history.wall_time:.1f} s"
-        )
+        seconds = time.perf_counter() - start  # this call's epochs only
+        history.wall_time = earlier_seconds + seconds
+        progress_line.close(f"{len(history.epochs) - first_epoch}/{num_epochs} epochs in {seconds:.1f} s")
     say(history.summary())
     return history
 

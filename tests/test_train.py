@@ -315,6 +315,19 @@ def test_an_exception_from_a_hook_stops_training_and_the_given_history_keeps_the
     assert history.epochs == [1] and history.wall_time > 0
 
 
+def test_a_resumed_run_reports_its_own_time_and_adds_it_to_the_history(fashion_loaders, capsys):
+    train_iter, test_iter = fashion_loaders(batch_size=128, n_train=256, n_test=500)
+    earlier = History()
+    earlier.record(1.0, 0.5, 0.5, 900.0, 1.0)
+    earlier.wall_time = 900.0  # as if loaded from a checkpoint of a long first run
+    history = cnnbook.train(modern_lenet(), train_iter, test_iter, 1, 0.1, history=earlier, plot=False)
+    err = capsys.readouterr().err
+    new_seconds = history.wall_time - 900.0
+    assert 0 < new_seconds < 900.0
+    assert f"1/1 epochs in {new_seconds:.1f} s" in err, "the progress line times this call's epochs"
+    assert "wall time 9" in history.summary(), "the summary keeps the whole run's time"
+
+
 def test_init_none_keeps_the_weights_and_xavier_resets_them(fashion_loaders):
     train_iter, test_iter = fashion_loaders(batch_size=128, n_train=256, n_test=500)
     net = modern_lenet()
