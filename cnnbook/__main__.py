@@ -44,7 +44,7 @@ def _command_execute(args) -> int:
         start = time.perf_counter()
         print(f"executing {path} ...", flush=True)
         try:
-            execute_notebook(Path(path), timeout=args.timeout)
+            execute_notebook(Path(path), timeout=args.timeout, addendum=args.addendum)
         except Exception as err:  # report and go on with the other chapters
             failed += 1
             print(f"  FAILED: {type(err).__name__}: {err}", file=sys.stderr)
@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("notebooks", nargs="+", help="the .ipynb files to run")
     execute.add_argument(
         "--timeout", type=int, default=None, help="seconds allowed per cell (default: no limit)"
+    )
+    execute.add_argument(
+        "--addendum",
+        action="store_true",
+        help="run only the cells tagged 'addendum' (a second run, e.g. CPU measurements beside a GPU run)",
     )
     execute.set_defaults(run=_command_execute)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -186,7 +187,9 @@ class TrainingExplorer(Explorer):
         name = _run_name(settings, lr)
         fig = Figure(figsize=(5.2, 2.9), layout="constrained")
         ax = fig.add_subplot()
-        ax.set_ylim(0, 2.5)
+        # fitted to the run's loss (a fixed 0-2.5 flattens the train-test gap), the same scale
+        # for the run's every epoch so that the epochs slider's frames compare
+        ax.set_ylim(0, max([1.0, *(loss for loss in history.train_loss if math.isfinite(loss))]) * 1.05)
         if done:
             draw_history(shown, ax, num_epochs=self.options["epochs"][-1])
         ax.set_title(f"{name}, {epochs} epochs (seed {seed})", fontsize=10)
@@ -196,7 +199,10 @@ class TrainingExplorer(Explorer):
         elif done < min(epochs, planned):
             text = f"training... {done} of {min(epochs, planned)} epochs done"
         else:
-            text = f"after {done} epoch{'s' if done > 1 else ''}: {shown.scores()} (seed {seed})"
+            text = (
+                f"after {done} epoch{'s' if done > 1 else ''}: {shown.scores()} "
+                f"(seed {seed}, {history.device} · {history.device_name})"
+            )
             if done < epochs:
                 text = f"{self.profile.name} profile: trained {done} of {epochs} epochs; {text}"
         text = f"{name}: {text}"  # the settings as text too: a screen reader cannot read the PNG

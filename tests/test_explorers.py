@@ -32,8 +32,8 @@ def test_a_run_of_the_explorer_is_a_run_of_cnnbook_train(fashion_loaders, relu_l
     for curve in ("train_loss", "train_acc", "test_acc"):
         assert getattr(shown, curve) == pytest.approx(getattr(by_hand, curve), abs=1e-6), curve
     assert (shown.device, shown.profile, shown.interrupted) == ("cpu", "full", False)
-    assert f"after 2 epochs: {by_hand.scores()} (seed 3)" in explorer.results[(1,)].value
-    assert f"after 1 epoch: {by_hand.first(1).scores()} (seed 3)" in explorer.results[(0,)].value
+    assert f"after 2 epochs: {by_hand.scores()} (seed 3, cpu · " in explorer.results[(1,)].value
+    assert f"after 1 epoch: {by_hand.first(1).scores()} (seed 3, cpu · " in explorer.results[(0,)].value
 
 
 class PressCancelAt(nn.Module):
@@ -64,7 +64,7 @@ def test_cancel_stops_the_run_and_keeps_the_finished_epochs(fashion_loaders, rel
     history = explorer.histories[()]
     assert history.epochs == [1] and history.interrupted
     assert history.summary().endswith("INTERRUPTED")
-    assert f"after 1 epoch: {history.scores()} (seed 1)" in explorer.results[(0,)].value
+    assert f"after 1 epoch: {history.scores()} (seed 1, cpu · " in explorer.results[(0,)].value
     assert "training... 1 of 3 epochs done" in explorer.results[(2,)].value
     assert explorer.results[(1,)].value == cnnbook.widgets.NOT_COMPUTED
 
