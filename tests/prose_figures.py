@@ -10,9 +10,9 @@ A figure in a chapter's markdown passes when the chapter shows it:
 - in a code cell, where it is a setting the reader can see (``lr=0.9``),
 
 allowing rounding: 0.8124 may be quoted as 0.812, 0.81, 81.2% or 81%; 37752832 as
-37,752,832 or 37.8 million; 125.3 s as 2.1 min. A figure the run did not make is marked as
-quoted, in an HTML comment of the cell that quotes it (invisible on the page and in
-JupyterLab)::
+37,752,832 or 37.8 million; 125.3 s as 2.1 min; an accuracy gain of 0.0224 as 2.2 points.
+A figure the run did not make is marked as quoted, in an HTML comment of the cell that
+quotes it (invisible on the page and in JupyterLab)::
 
     <!-- quoted: 0.795 from d2l; 15.3% from Krizhevsky et al. 2012; 0.812 from 01-lenet -->
 
@@ -21,8 +21,9 @@ other source is taken as written, and must be named. A mark whose figure the cel
 quotes is an error too, so marks cannot go stale. Values glued by myst-nb
 (``{glue:text}`key```) come from the run by construction; the key must exist.
 
-Run ``python tests/prose_figures.py [FILE ...]`` to list the unbacked figures of chapters
-and pages.
+Book pages show no outputs, so their figures are quoted, each from a chapter where it can.
+So is the README's table of chapter results. Run ``python tests/prose_figures.py [FILE ...]``
+to list the unbacked figures of chapters and pages.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 
 NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d*\.\d+|\d+"
-UNIT = r"ms|µs|s|min|minutes?|seconds?|hours?|h|million|billion|thousand"
+UNIT = r"ms|milliseconds?|µs|s|min|minutes?|seconds?|hours?|h|million|billion|thousand|points?"
 # A percent sign follows its number directly, other units after a space ("63.4 s", not "1990s").
 FIGURE = re.compile(rf"(?<![\w.,/^:])({NUMBER})(%|\s(?:{UNIT})(?!\w))?(?![\w%]|\.\d)")
 # Numbers after these words name a version, a section or a hardware generation, not a result.
@@ -144,6 +145,10 @@ SCALES = {
     "hour": (Decimal(1), Decimal(1) / 3600, Decimal(1) / 60),
     "hours": (Decimal(1), Decimal(1) / 3600, Decimal(1) / 60),
     "ms": (Decimal(1), Decimal(1000)),
+    "millisecond": (Decimal(1), Decimal(1000)),
+    "milliseconds": (Decimal(1), Decimal(1000)),
+    "point": (Decimal(1), Decimal(100)),  # percentage points: 0.0224 is 2.2 points
+    "points": (Decimal(1), Decimal(100)),
     "µs": (Decimal(1), Decimal(1e6)),
 }
 
@@ -261,6 +266,14 @@ def check_notebook(path: Path) -> list[Problem]:
 def check_page(path: Path) -> list[Problem]:
     """Every unbacked figure of a markdown page, which shows no outputs of its own."""
     return check_markdown(path.read_text(), path.name, set(), set())
+
+
+def check_readme_results(path: Path) -> list[Problem]:
+    """The README's chapter results table: every figure quoted from the chapter that shows it."""
+    text = path.read_text()
+    start = text.index("Chapter results")
+    end = text.find("\n#", start)
+    return check_markdown(text[start : end if end > 0 else None], f"{path.name} results", set(), set())
 
 
 def check(path: Path) -> list[Problem]:

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -185,3 +186,12 @@ def test_on_a_gpu_each_kernels_time_is_counted_once_in_the_operator_that_launche
     ]
     on_cpu = operator_times(rows, torch.device("cpu"), steps=2)
     assert [r.name for r in on_cpu] == ["aten::cudnn_convolution", "aten::relu_", "aten::conv2d"]
+
+
+def test_more_workers_than_cores_is_said_once_not_warned_per_loader(capsys, recwarn, data_in_env):
+    """d2l's 4 workers on a 2-core machine are kept on purpose: one note, no PyTorch warnings."""
+    cores = len(os.sched_getaffinity(0))
+    assert main(["bench", "--short", "--workers", str(cores + 1), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(f"uses {cores + 1} DataLoader workers on") == 1
+    assert not [w for w in recwarn if "DataLoader will create" in str(w.message)]

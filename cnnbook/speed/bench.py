@@ -25,7 +25,9 @@ import contextlib
 import copy
 import io
 import json
+import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -313,5 +315,10 @@ def _report(results: dict, summary: str, json_path: str | None) -> dict:
 
 def main(args) -> int:
     """Entry point used by ``python -m cnnbook bench``."""
-    run(args)
+    cores = os.cpu_count() or 1
+    with warnings.catch_warnings():
+        if args.workers > cores:  # d2l's choice, kept on purpose: say so once, not per loader
+            print(f"note: the d2l-style loop uses {args.workers} DataLoader workers on {cores} cores, as d2l")
+            warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+        run(args)
     return 0
