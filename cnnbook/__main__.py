@@ -17,10 +17,16 @@ from pathlib import Path
 
 
 def _command_data(args) -> int:
-    from cnnbook.datafiles import CorruptDatasetError, DatasetNotFoundError, read_cifar10, read_fashion_mnist
+    from cnnbook.datafiles import (
+        CorruptDatasetError,
+        DatasetNotFoundError,
+        DownloadSkipped,
+        read_cifar10,
+        read_fashion_mnist,
+    )
 
     def refuse_download(_target):
-        raise RuntimeError("not attempted: python -m cnnbook data only looks (use --download)")
+        raise DownloadSkipped("python -m cnnbook data only looks; add --download to fetch what is missing")
 
     status = 0
     for name, reader in (("Fashion-MNIST", read_fashion_mnist), ("CIFAR-10", read_cifar10)):

@@ -37,6 +37,10 @@ class DatasetNotFoundError(FileNotFoundError):
     """No copy of a dataset was found anywhere and it could not be downloaded."""
 
 
+class DownloadSkipped(Exception):
+    """Raised by a ``download`` function that chose not to download (it says why)."""
+
+
 class CorruptDatasetError(ValueError):
     """A dataset file exists but is truncated, corrupt or of the wrong shape."""
 
@@ -391,9 +395,13 @@ def _download_into_cache(
             item.rename(target)
     except Exception as err:
         looked = "\n".join(f"  - {p}" for p in searched)
+        why = (
+            f"did not download it ({err})"
+            if isinstance(err, DownloadSkipped)
+            else f"the download failed ({type(err).__name__}: {err})"
+        )
         raise DatasetNotFoundError(
-            f"{name} not found. Looked in:\n{looked}\n"
-            f"and the download failed ({type(err).__name__}: {err}).\nGet it with:\n{how_to_get}"
+            f"{name} not found. Looked in:\n{looked}\nand {why}.\nGet it with:\n{how_to_get}"
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

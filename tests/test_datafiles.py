@@ -507,3 +507,18 @@ def test_pickled_list_is_refused_with_the_layout_expected(tmp_path):
         f"{folder / 'data_batch_1'} is not a CIFAR-10 batch: expected {CIFAR10_PICKLE_LAYOUT}; found a "
         f"list. Delete the file and get the dataset again.\nGet a good copy with:\n{CIFAR10_HOW_TO_GET}"
     )
+
+
+def test_cnnbook_data_says_it_did_not_try_to_download_rather_than_that_a_download_failed(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnbook", "data", "--root", str(tmp_path / "nothing")],
+        cwd=tmp_path,
+        env={**{k: v for k, v in os.environ.items() if k != "CNNBOOK_DATA"}, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "CIFAR-10: cifar-10 not found. Looked in:" in result.stdout
+    assert "and did not download it (python -m cnnbook data only looks; add --download" in result.stdout
+    assert "failed" not in result.stdout and "Traceback" not in result.stdout + result.stderr
