@@ -53,6 +53,20 @@ def test_build_has_every_page_of_the_toc(site):
     assert (site / "_sources/chapters/01-lenet.ipynb").is_file(), "the .ipynb download is missing"
 
 
+@pytest.mark.parametrize(
+    ("page", "previous", "following"),
+    [("05-residual-lab", "05-residual", "06-speed"), ("06-speed-lab", "06-speed", "../book/api")],
+)
+def test_each_lab_comes_right_after_its_chapter(site, page, previous, following):
+    html = (site / "chapters" / f"{page}.html").read_text()
+    assert re.search(rf'<link rel="prev" [^>]*href="{previous}.html"', html), (
+        f"{page}: previous is not {previous}"
+    )
+    assert re.search(rf'<link rel="next" [^>]*href="{following}.html"', html), (
+        f"{page}: next is not {following}"
+    )
+
+
 @pytest.fixture(scope="module")
 def server(site):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
