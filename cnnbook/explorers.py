@@ -133,12 +133,14 @@ class TrainingExplorer(Explorer):
         planned = self.profile.cap_epochs(chosen)
         seed = self.current_seed
 
-        def after_epoch(history: History, diverged: bool = False) -> None:
+        def after_epoch(history: History, diverged: bool = False, cancelled: bool = False) -> None:
             done = len(history.epochs)
             for i, e in enumerate(self.options["epochs"]):
-                # every epoch count this run has reached, and the chosen one, drawn in place as it trains
-                if e == done or (diverged and e > done) or (e == chosen and self.draw_while_training):
-                    result = self._render(settings, lr, history, e, planned, seed, diverged)
+                # every epoch count this run has reached, and the chosen one, drawn in place as it
+                # trains; when it stops early, the views it will not reach say why
+                drawn_live = e == chosen and self.draw_while_training
+                if e == done or (diverged and e > done) or drawn_live:
+                    result = self._render(settings, lr, history, e, planned, seed, diverged, cancelled)
                     self.show_result(index[:-1] + (i,), result)
 
         torch.manual_seed(seed)
@@ -154,6 +156,7 @@ class TrainingExplorer(Explorer):
             after_epoch(history, diverged=True)
         except ExperimentCancelled:
             history.interrupted = True
+            after_epoch(history, cancelled=True)  # no "training..." left behind
             raise
 
     def summary(self, **settings) -> str:
@@ -180,7 +183,9 @@ class TrainingExplorer(Explorer):
             "\n".join(lines) or "Nothing trained yet for these settings: press Run (or use the full profile)."
         )
 
-    def _render(self, settings, lr, history: History, epochs: int, planned: int, seed: int, diverged) -> str:
+    def _render(
+        self, settings, lr, history: History, epochs: int, planned: int, seed: int, diverged, cancelled=False
+    ) -> str:
         """HTML for the result after ``epochs`` epochs of a run planned for ``planned`` epochs."""
         shown = history.first(epochs)
         done = len(shown.epochs)
@@ -196,6 +201,9 @@ class TrainingExplorer(Explorer):
         if diverged and len(history.epochs) < epochs:
             bad = len(history.epochs) + 1
             text = f"the loss became NaN or infinite in epoch {bad}: lr {lr:g} is too high"
+        elif done < min(epochs, planned) and cancelled:
+            scores = f": {shown.scores()}" if done else ""
+            text = f"cancelled after {done} of {min(epochs, planned)} epochs{scores} (seed {seed})"
         elif done < min(epochs, planned):
             text = f"training... {done} of {min(epochs, planned)} epochs done"
         else:

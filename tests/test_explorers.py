@@ -65,7 +65,9 @@ def test_cancel_stops_the_run_and_keeps_the_finished_epochs(fashion_loaders, rel
     assert history.epochs == [1] and history.interrupted
     assert history.summary().endswith("INTERRUPTED")
     assert f"after 1 epoch: {history.scores()} (seed 1, cpu · " in explorer.results[(0,)].value
-    assert "training... 1 of 3 epochs done" in explorer.results[(2,)].value
+    chosen = explorer.results[(2,)].value
+    assert f"cancelled after 1 of 3 epochs: {history.scores()} (seed 1)" in chosen
+    assert "training..." not in chosen, "the view the run was drawing says it was cancelled, not training"
     assert explorer.results[(1,)].value == cnnbook.widgets.NOT_COMPUTED
 
 
