@@ -46,9 +46,11 @@ serve:
 # The students' JupyterLab: lab-config/ switches off nbgrader's instructor interface (the
 # Create Assignment toolbar, the Nbgrader menu, formgrader). nbgrader stays installed for
 # instructors: `.venv/bin/jupyter lab` or `nbgrader formgrader` still show it.
+# `exec`: JupyterLab replaces the shell, so stopping make (Ctrl-C or `kill`) stops JupyterLab
+# and its kernels too. LAB_ARGS passes more options, e.g. make lab LAB_ARGS=--port=9999
 lab: setup
 	CNNBOOK_PROFILE=$${CNNBOOK_PROFILE:-quick} JUPYTER_CONFIG_PATH=$(CURDIR)/lab-config \
-	    $(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) chapters
+	    exec $(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS) chapters
 
 # Two pytest workers on two cores: one math thread each, since two processes each spinning
 # two OpenMP threads on two cores slow each other down many times over. Files go to the

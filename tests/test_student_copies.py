@@ -8,20 +8,23 @@ beside a statement or the references. And the JupyterLab that ``make lab`` start
 students shows none of nbgrader's instructor interface.
 """
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
-from lab_server import jupyterlab
+from lab_server import free_port, jupyterlab
 
 from cnnbook.classroom.assign import HIDDEN_TESTS_REGION, SOLUTION_REGION, TEXT_STUB, student_notebook
 
@@ -279,3 +282,54 @@ def test_make_lab_hides_nbgraders_instructor_interface(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as answer:
             urllib.request.urlopen(f"{base}/formgrader?token={token}", timeout=5)
         assert answer.value.code == 404, "nbgrader's formgrader is served to students"
+
+
+def test_stopping_make_lab_stops_jupyterlab_and_its_kernels(tmp_path):
+    """`kill` on `make lab` (what an IDE's stop button or a process manager sends) leaves nothing
+    running: make passes SIGTERM to JupyterLab, which shuts its kernels down."""
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "run")}
+    args = f"LAB_ARGS=--no-browser --port={port} --IdentityProvider.token={token}"
+    with open(tmp_path / "lab.log", "w") as log:
+        make = subprocess.Popen(
+            ["make", "lab", args],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(180):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                assert make.poll() is None, (tmp_path / "lab.log").read_text()[-3000:]
+                time.sleep(0.5)
+        start = urllib.request.Request(f"{base}/api/kernels?token={token}", data=b"{}", method="POST")
+        kernel = json.loads(urllib.request.urlopen(start, timeout=60).read())
+        assert kernel["id"]
+
+        make.send_signal(signal.SIGTERM)  # to make alone, not to its process group
+        make.wait(timeout=60)
+        for _ in range(60):
+            if not _processes_in_group(make.pid):
+                break
+            time.sleep(0.5)
+        assert not _processes_in_group(make.pid), "JupyterLab or a kernel outlived `make lab`"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(make.pid, signal.SIGKILL)
+
+
+def _processes_in_group(group: int) -> list[str]:
+    """The command lines of the live processes in a process group (zombies left out)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group and fields[0] != "Z":
+                found.append((stat.parent / "cmdline").read_text().replace("\0", " "))
+    return found
