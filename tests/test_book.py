@@ -128,6 +128,25 @@ def test_launch_buttons_point_to_the_chapter(browser, server):
     assert any(h.endswith("_sources/chapters/01-lenet.ipynb") for h in links), "no .ipynb download link"
 
 
+@pytest.mark.parametrize("width", [1280, 390])
+def test_code_and_printed_output_wrap_instead_of_being_cut_off(browser, server, width):
+    """At a desktop's and at a phone's width no code or output block scrolls sideways, and a
+    loop that printed line by line shows one output box (myst-nb's nb_merge_streams)."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(f"{server}/chapters/03-training-loop.html", wait_until="networkidle")
+    cut = page.eval_on_selector_all(
+        "div.cell_input pre, div.cell_output pre",
+        "blocks => blocks.filter(b => b.scrollWidth > b.clientWidth + 1).map(b => b.innerText.slice(0, 80))",
+    )
+    assert not cut, f"at {width} px these blocks are cut off: {cut}"
+    split = page.eval_on_selector_all(
+        "div.cell_output",
+        "outputs => outputs.filter(o => o.querySelectorAll(':scope > div.output.stream').length > 1).length",
+    )
+    assert split == 0, f"{split} cells show their printed lines in more than one box"
+    page.close()
+
+
 def test_search_finds_the_lenet_chapter(browser, server):
     page, errors, failed = open_page(browser, f"{server}/search.html?q=pooling")
     page.wait_for_selector("#search-results li", timeout=10_000)
