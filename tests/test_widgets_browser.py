@@ -134,6 +134,52 @@ def test_sliders_switch_stored_results_on_the_static_site(browser, server):  # n
     assert not failed, f"failed requests: {failed}"
 
 
+def test_on_the_static_site_run_and_cancel_are_disabled_and_say_why(browser, server):  # noqa: F811
+    page, errors, _ = open_page(browser, f"{server}/sliders.html")
+    page.wait_for_selector(".cnnbook-static-note", timeout=30_000)
+    buttons = page.eval_on_selector_all(
+        "button.widget-button", "bs => bs.map(b => [b.textContent.trim(), b.disabled])"
+    )
+    assert ("Run", True) in [tuple(b) for b in buttons] and ("Cancel", True) in [tuple(b) for b in buttons]
+    assert all(disabled for name, disabled in buttons if name in ("Run", "Cancel")), buttons
+    assert "open this page in JupyterLab, Colab or Binder" in visible_text(page, ".cnnbook-static-note")
+    assert page.locator(".widget-progress >> visible=true").count() == 0, "a full progress bar of no run"
+    assert not errors, errors
+
+
+def _contrast(page, selector: str) -> float:
+    """WCAG contrast ratio between the text colour of ``selector`` and the page's background."""
+    return page.evaluate(
+        """(selector) => {
+        const rgb = (c) => c.match(/[0-9.]+/g).slice(0, 3).map(Number);
+        const lum = (c) => {
+          const linear = (v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+          const [r, g, b] = rgb(c).map(linear);
+          return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        };
+        const text = getComputedStyle(document.querySelector(selector)).color;
+        const background = getComputedStyle(document.body).backgroundColor;
+        const [a, b] = [lum(text), lum(background)].sort((x, y) => y - x);
+        return (a + 0.05) / (b + 0.05);
+      }""",
+        selector,
+    )
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_widget_text_is_readable_in_light_and_dark_mode(browser, server, theme):  # noqa: F811
+    page = browser.new_page()
+    page.add_init_script(
+        f"localStorage.setItem('theme', '{theme}'); localStorage.setItem('mode', '{theme}');"
+    )
+    page.goto(f"{server}/sliders.html", wait_until="networkidle")
+    page.wait_for_selector(".widget-html-content", timeout=30_000)
+    assert page.evaluate("document.documentElement.dataset.theme") == theme
+    for selector in (".widget-html-content", ".widget-readout", ".widget-label"):
+        assert _contrast(page, selector) >= 4.5, f"{selector} is hard to read in {theme} mode"
+    page.close()
+
+
 # -- JupyterLab ------------------------------------------------------------------------------
 
 

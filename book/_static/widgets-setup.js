@@ -21,4 +21,30 @@
       };
     }
   });
+
+  // 3. No kernel runs on the static site: the explorers' Run and Cancel buttons cannot train,
+  //    and the progress bar beside them shows the state of the run that stored the page. Disable
+  //    the buttons, hide the bar, and say where training works.
+  var NOTE = "Run trains new settings in a kernel: open this page in JupyterLab, Colab or Binder.";
+  function staticControls() {
+    document.querySelectorAll(".widget-hbox").forEach(function (box) {
+      var buttons = Array.prototype.filter.call(box.querySelectorAll("button.widget-button"), function (b) {
+        return b.textContent.trim() === "Run" || b.textContent.trim() === "Cancel";
+      });
+      if (!buttons.length || box.querySelector(".cnnbook-static-note")) return;
+      buttons.forEach(function (b) {
+        b.disabled = true;
+        b.title = NOTE;
+      });
+      box.querySelectorAll(".widget-progress").forEach(function (bar) { bar.style.display = "none"; });
+      var note = document.createElement("span");
+      note.className = "cnnbook-static-note";
+      note.textContent = NOTE;
+      box.appendChild(note);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    staticControls();
+    new MutationObserver(staticControls).observe(document.body, { childList: true, subtree: true });
+  });
 })();
