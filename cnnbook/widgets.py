@@ -98,9 +98,12 @@ class Explorer:
                 raise ValueError(f"Slider {name!r} offers no values; give a list such as [0.1, 0.3].")
         # The names sit in HTML widgets, not in the sliders' descriptions: the HTML manager would
         # hand a description to MathJax 2's API, which the site's MathJax 3 lacks (an error).
+        # A choice between two values (yes/no, on/off) reads better as a toggle than as a slider.
         self.sliders = [
-            widgets.SelectionSlider(options=[(_label(v), v) for v in values], continuous_update=True,
-                                    layout=widgets.Layout(width="240px"))
+            widgets.ToggleButtons(options=[(_label(v), v) for v in values], style={"button_width": "60px"})
+            if len(values) == 2
+            else widgets.SelectionSlider(options=[(_label(v), v) for v in values], continuous_update=True,
+                                         layout=widgets.Layout(width="240px"))
             for values in self.options.values()
         ]  # fmt: skip
         for name, slider in zip(self.options, self.sliders, strict=True):

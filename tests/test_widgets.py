@@ -238,3 +238,12 @@ def test_training_explorer_summarises_its_runs_as_cnnbook_train_does(tiny_loader
     assert only.startswith("width 8, lr 0.5: ") and len(only.splitlines()) == 2
     with pytest.raises(ValueError, match="slider settings other than epochs: width"):
         explorer.summary(epochs=2)
+
+
+def test_a_choice_between_two_values_is_a_toggle_and_more_are_a_slider():
+    explorer = Explorer(product, {"skips": ["yes", "no"], "blocks": [3, 10, 30]})
+    toggle, slider = explorer.sliders
+    assert isinstance(toggle, widgets.ToggleButtons) and toggle.label == "yes"
+    assert isinstance(slider, widgets.SelectionSlider)
+    toggle.index = 1  # the toggle switches the shown result as a slider does
+    assert explorer.index() == (1, 0)

@@ -117,7 +117,8 @@ def move(page, slider_index: int, key: str = "ArrowRight") -> None:
 def test_sliders_switch_stored_results_on_the_static_site(browser, server):  # noqa: F811
     page, errors, failed = open_page(browser, f"{server}/sliders.html")
     page.wait_for_selector(".widget-slider", timeout=30_000)
-    assert page.locator(".widget-slider").count() == 3 + 2  # kernel, stride, padding; lr, epochs
+    assert page.locator(".widget-slider").count() == 3 + 1  # kernel, stride, padding; epochs
+    assert page.locator(".widget-toggle-buttons").count() == 1, "two learning rates are a toggle"
     outputs = ".widget-html-content"
     assert "= 28;" in visible_text(page, outputs), "the start position (3x3, padding 1) gives 28"
     move(page, 0)  # kernel 3 -> 5 with padding 1: (28 + 2 - 5) / 1 + 1 = 26
@@ -127,7 +128,7 @@ def test_sliders_switch_stored_results_on_the_static_site(browser, server):  # n
     assert "(3, 13, 13)" in visible_text(page, outputs)
     before = visible_text(page, outputs)
     assert "after 3 epochs:" in before, "the training explorer opens on the whole run"
-    move(page, 4, "ArrowLeft")  # epochs 3 -> 2
+    move(page, 3, "ArrowLeft")  # epochs 3 -> 2
     page.wait_for_function("document.body.innerText.includes('after 2 epochs:')", timeout=10_000)
     assert visible_text(page, outputs) != before
     assert not errors, f"console errors: {errors}"
