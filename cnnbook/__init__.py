@@ -4,6 +4,8 @@ This file is the table of contents: it re-exports what the chapters use, so a ch
 reads ``import cnnbook`` and then ``cnnbook.train(...)``. Importing does nothing else.
 """
 
+import importlib
+
 from cnnbook import models
 from cnnbook.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cnnbook.config import (
@@ -33,14 +35,39 @@ from cnnbook.datafiles import (
     read_cifar10,
     read_fashion_mnist,
 )
-from cnnbook.explorers import ConvExplorer, TrainingExplorer
 from cnnbook.history import History
 from cnnbook.inspection import ShapeMismatchError, layer_table
 from cnnbook.loader import Augment, DeviceLoader
-from cnnbook.plot import new_figure, plot_history, show_images
+from cnnbook.plot import (
+    confusion_matrix,
+    new_figure,
+    plot_confusion_matrix,
+    plot_history,
+    show_images,
+    show_misclassified,
+)
 from cnnbook.train import TrainingDivergedError, accuracy, evaluate_accuracy, init_xavier, train
 
 __version__ = "0.1.0"
+
+# The slider explorers need the notebook stack (ipywidgets), which `pip install cnnbook` does
+# not bring: they load on first use, so that the rest works in a plain script.
+NOTEBOOK_HELPERS = {"ConvExplorer": "cnnbook.explorers", "TrainingExplorer": "cnnbook.explorers"}
+
+
+def __getattr__(name: str):
+    """Load a notebook helper on first use, or say what to install for it."""
+    if name not in NOTEBOOK_HELPERS:
+        raise AttributeError(f"module 'cnnbook' has no attribute {name!r}")
+    try:
+        module = importlib.import_module(NOTEBOOK_HELPERS[name])
+    except ModuleNotFoundError as missing:
+        raise ModuleNotFoundError(
+            f"cnnbook.{name} needs {missing.name}, part of the notebook stack: "
+            "pip install 'cnnbook[notebooks]' (or run the book's `make lab`)"
+        ) from missing
+    return getattr(module, name)
+
 
 __all__ = [
     "accuracy",
@@ -51,6 +78,7 @@ __all__ = [
     "CheckpointError",
     "cifar10_class_subset",
     "CIFAR10_CLASSES",
+    "confusion_matrix",
     "ConvExplorer",
     "CorruptDatasetError",
     "DatasetNotFoundError",
@@ -70,6 +98,7 @@ __all__ = [
     "load_data_fashion_mnist_classic",
     "models",
     "new_figure",
+    "plot_confusion_matrix",
     "plot_history",
     "PROFILES",
     "read_cifar10",
@@ -78,6 +107,7 @@ __all__ = [
     "seed_everything",
     "ShapeMismatchError",
     "show_images",
+    "show_misclassified",
     "train",
     "TrainingDivergedError",
     "TrainingExplorer",

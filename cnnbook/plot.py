@@ -1,4 +1,5 @@
-"""Figures: the live training plot, `plot_history` for finished runs, and image grids.
+"""Figures: the live training plot, `plot_history` for finished runs, image grids, and
+what a classifier gets wrong (`confusion_matrix`, `plot_confusion_matrix`, `show_misclassified`).
 
 The live plot draws with matplotlib's object API (no pyplot state) and shows the figure
 as a PNG in a Jupyter display that is replaced after every epoch, so the notebook keeps
@@ -9,8 +10,10 @@ prints one line per epoch instead.
 from __future__ import annotations
 
 import io
+from contextlib import closing
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 from cnnbook.progress import in_jupyter
@@ -124,4 +127,153 @@ def show_images(
                 ax.set_title(str(titles[i]), fontsize=8)
     if suptitle:
         fig.suptitle(suptitle)
+    return fig
+
+
+def _check_num_classes(num_classes) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer of at least 2, got {num_classes!r}.")
+
+
+def _predictions(net, data_iter, num_classes: int):
+    """Yield ``(X, y, predicted)`` for each batch of ``data_iter``, on ``net``'s device, in eval mode.
+
+    Checks that ``net`` scores ``num_classes`` classes and that every label is a class index.
+    """
+    _check_num_classes(num_classes)
+    parameter = next(net.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    batches = data_iter.to(device) if hasattr(data_iter, "to") else data_iter
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            for X, y in batches:
+                X, y = X.to(device), y.to(device)
+                scores = net(X)
+                if scores.ndim != 2 or scores.shape[1] != num_classes:
+                    raise ValueError(
+                        f"The network gives scores of shape {tuple(scores.shape)} for a batch of "
+                        f"{X.shape[0]}, but num_classes is {num_classes}: "
+                        f"expected ({X.shape[0]}, {num_classes})."
+                    )
+                bad = (y < 0) | (y >= num_classes)
+                if bad.any():
+                    raise ValueError(
+                        f"Label {int(y[bad][0])} is not a class index: with num_classes={num_classes} "
+                        f"labels must be 0 to {num_classes - 1}."
+                    )
+                yield X, y, scores.argmax(dim=1)
+    finally:
+        net.train(was_training)
+
+
+def confusion_matrix(net, data_iter, num_classes: int) -> torch.Tensor:
+    """How often ``net`` predicts each class for each true class, over all batches of ``data_iter``.
+
+    Returns a ``num_classes x num_classes`` int64 tensor on the CPU: row ``i`` counts the
+    examples of true class ``i``, column ``j`` those predicted as class ``j``. The diagonal
+    holds the correct predictions, a row's sum the examples of that class, so
+    ``matrix.diag() / matrix.sum(dim=1)`` is the accuracy per class. The network runs in
+    evaluation mode on its own device (and is put back in the mode it was in).
+
+    Example: ``counts = confusion_matrix(net, test_iter, 10)``.
+    """
+    _check_num_classes(num_classes)
+    counts = torch.zeros(num_classes * num_classes, dtype=torch.long)
+    for _, y, predicted in _predictions(net, data_iter, num_classes):
+        pairs = (y * num_classes + predicted).cpu()
+        counts += torch.bincount(pairs, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def plot_confusion_matrix(matrix, class_names=None, title: str | None = None, ax=None) -> Figure | None:
+    """Draw a confusion matrix (true class by row, as `confusion_matrix` returns it).
+
+    Each cell shows its count; its colour is the count as a fraction of its row (of the true
+    class), so rows of different sizes compare. ``class_names`` label the rows and columns.
+    Returns the new figure (or draws on ``ax`` if given, and returns None).
+
+    Example: ``plot_confusion_matrix(counts, cnnbook.CIFAR10_CLASSES)``.
+    """
+    counts = np.asarray(matrix.detach().cpu() if hasattr(matrix, "detach") else matrix)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"A confusion matrix is square; got shape {counts.shape}.")
+    n = counts.shape[0]
+    names = [str(i) for i in range(n)] if class_names is None else [str(c) for c in class_names]
+    if len(names) != n:
+        raise ValueError(f"{len(names)} class names for a {n}x{n} confusion matrix.")
+    fig = None
+    if ax is None:
+        _show_figures_in_jupyter()
+        side = max(3.5, 0.55 * n + 1.5)
+        fig = Figure(figsize=(side + 0.8, side), layout="constrained")
+        ax = fig.add_subplot()
+    row_sums = counts.sum(axis=1, keepdims=True)
+    fractions = counts / np.maximum(row_sums, 1)
+    image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            dark = fractions[i, j] > 0.5  # white text on dark cells
+            ax.text(
+                j,
+                i,
+                f"{counts[i, j]:,}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "black",
+            )
+    ax.set_xticks(range(n), names, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.figure.colorbar(image, ax=ax, label="fraction of the true class", shrink=0.8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def show_misclassified(
+    net,
+    data_iter,
+    class_names,
+    num_images: int = 18,
+    num_cols: int = 6,
+    scale: float = 1.5,
+    suptitle: str | None = None,
+) -> Figure:
+    """A grid of the first ``num_images`` examples of ``data_iter`` that ``net`` gets wrong.
+
+    Each image is titled with its true class over the class the network predicted
+    ("true: cat", "predicted: dog"), large enough to read at a page's width. The images are
+    shown as `show_images` shows them (normalised colour images rescaled to [0, 1]).
+    Batches are read in order until enough mistakes are found.
+
+    Example: ``show_misclassified(net, test_iter, cnnbook.CIFAR10_CLASSES)``.
+    """
+    if num_images < 1:
+        raise ValueError(f"num_images must be at least 1, got {num_images}.")
+    names = [str(c) for c in class_names]
+    images, titles = [], []
+    with closing(_predictions(net, data_iter, len(names))) as batches:  # closing: eval mode ends at once
+        for X, y, predicted in batches:
+            for i in (predicted != y).nonzero().flatten().tolist():
+                images.append(X[i].float().cpu())
+                titles.append(f"true: {names[int(y[i])]}\npredicted: {names[int(predicted[i])]}")
+            if len(images) >= num_images:
+                break
+    images, titles = images[:num_images], titles[:num_images]
+    if not images:
+        _show_figures_in_jupyter()
+        fig = Figure(figsize=(4, 1), layout="constrained")
+        ax = fig.add_subplot()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no misclassified examples", ha="center", va="center")
+        return fig
+    fig = show_images(
+        torch.stack(images), titles, num_cols=min(num_cols, len(images)), scale=scale, suptitle=suptitle
+    )
+    for ax in fig.axes:
+        ax.title.set_fontsize(9)
     return fig
