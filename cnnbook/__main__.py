@@ -6,6 +6,7 @@ Commands:
   bench      the speed benchmark (cnnbook's loop against a d2l-style loop)
   assign     student copies of chapters: solutions and hidden tests removed
   grade      run submitted notebooks, each in its own kernel, and write a grade report
+             (--shard K/N grades one slice of the class; `grade merge` joins the slices)
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ def _command_execute(args) -> int:
     return 1 if failed else 0
 
 
+def _command_grade_merge(args) -> int:
+    from cnnbook.classroom.shards import ShardError, merge
+
+    try:
+        merge([Path(p) for p in args.shards], Path(args.out))
+    except ShardError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print((Path(args.out) / "summary.md").read_text())
+    return 0
+
+
 def _command_bench(args) -> int:
     from cnnbook.speed.bench import main as bench_main
 
@@ -75,6 +88,7 @@ def _command_assign(args) -> int:
 def _command_grade(args) -> int:
     from cnnbook.classroom.grade import Limits, grade
     from cnnbook.classroom.sandbox import SandboxLimits, SandboxUnavailable
+    from cnnbook.classroom.shards import ShardError, parse_shard
 
     sources = [Path(p) for p in args.source]
     sources = [n for p in sources for n in (sorted(p.glob("*.ipynb")) if p.is_dir() else [p])]
@@ -86,8 +100,9 @@ def _command_grade(args) -> int:
         args.cell_timeout, args.time_limit, args.profile, args.jobs, not args.unsafe_no_sandbox, resources
     )
     try:
-        grade(Path(args.submissions), sources, Path(args.out), limits, args.keep_executed, args.resume)
-    except SandboxUnavailable as err:
+        shard = parse_shard(args.shard) if args.shard else None
+        grade(Path(args.submissions), sources, Path(args.out), limits, args.keep_executed, args.resume, shard)
+    except (SandboxUnavailable, ShardError) as err:
         print(err, file=sys.stderr)
         return 2
     print((Path(args.out) / "summary.md").read_text())
@@ -155,12 +170,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run kernels without the bubblewrap sandbox: only for submissions you trust",
     )
+    grade.add_argument(
+        "--shard", default=None, help="K/N: grade only the K-th of N slices of the class (merge them after)"
+    )
     grade.set_defaults(run=_command_grade)
+
+    # `python -m cnnbook grade merge ...` (main() routes it here: `grade` takes a folder name first)
+    merge = commands.add_parser("grade-merge", help="merge the reports of `grade --shard K/N` into one")
+    merge.add_argument("shards", nargs="+", help="the --out folders of the shards")
+    merge.add_argument("--out", required=True, help="folder for the merged grades.csv and summary.md")
+    merge.set_defaults(run=_command_grade_merge)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m cnnbook`` and the ``cnnbook`` script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["grade", "merge"]:
+        argv = ["grade-merge", *argv[2:]]
     args = build_parser().parse_args(argv)
     return args.run(args)
 

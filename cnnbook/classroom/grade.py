@@ -24,7 +24,6 @@ the threat model and what no sandbox can stop.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -44,10 +43,12 @@ from cnnbook.classroom.assign import is_autograded, is_graded, nbgrader_metadata
 from cnnbook.classroom.grade_report import (
     ExerciseResult,
     clean_reason,
+    result_file,
     secret_lines,
     write_report,
 )
 from cnnbook.classroom.sandbox import SANDBOX_HOME, Sandbox, SandboxLimits, require_sandbox, sandbox_uid
+from cnnbook.classroom.shards import shard_of, write_manifest
 from cnnbook.files import write_text_atomically
 
 WORKER_GRACE = 120  # seconds a worker may take beyond the notebook's time limit (kernel start, cleanup)
@@ -300,12 +301,6 @@ def find_submissions(folder: Path, sources: dict) -> tuple[list[tuple[str, str, 
     return found, notes
 
 
-def result_file(out: Path, student: str, notebook: str) -> Path:
-    """Where one submission's result is kept (a name no student can choose to collide with)."""
-    key = hashlib.sha256(f"{student}\0{notebook}".encode()).hexdigest()[:24]
-    return out / "results" / f"{key}.json"
-
-
 def grade(
     submissions: Path,
     source_paths: list[Path],
@@ -313,11 +308,13 @@ def grade(
     limits: Limits = Limits(),
     keep_executed: bool = False,
     resume: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> list[ExerciseResult]:
     """Grade every submission in ``submissions``; write ``out/grades.csv`` and ``out/summary.md``.
 
     With ``resume``, submissions whose result is already in ``out/results/`` are not run again,
-    except those that could not be graded.
+    except those that could not be graded. With ``shard=(k, n)`` only the students of the
+    k-th of n shards are graded, and ``out/shard.json`` says which (`cnnbook.classroom.shards`).
     """
     if limits.sandbox:
         require_sandbox()
@@ -325,6 +322,11 @@ def grade(
     secrets = {name: frozenset(secret_lines(nb)) for name, nb in sources.items()}
     todo, notes = find_submissions(submissions, sources)
     (out / "results").mkdir(parents=True, exist_ok=True)
+    if shard:
+        mine = [(i, item) for i, item in enumerate(todo) if shard_of(item[0], shard[1]) == shard[0]]
+        graded = [[i, student, name] for i, (student, name, _) in mine]
+        write_manifest(out, shard, list(sources), graded, notes)
+        todo = [item for _, item in mine]
     executed_dir = out / "executed" if keep_executed else None
     if executed_dir:
         executed_dir.mkdir(exist_ok=True)
@@ -361,9 +363,10 @@ def grade(
         if limits.sandbox
         else "Kernels ran WITHOUT a sandbox (--unsafe-no-sandbox): only for submissions you trust."
     )
+    part = f"shard {shard[0]}/{shard[1]}: " if shard else ""
     footer = (
-        f"{len(todo)} notebooks graded in {seconds:.0f} s ({limits.profile} profile, {limits.jobs} at a "
-        f"time, {os.cpu_count()} CPU cores). {confinement}"
+        f"{part}{len(todo)} notebooks graded in {seconds:.0f} s ({limits.profile} profile, "
+        f"{limits.jobs} at a time, {os.cpu_count()} CPU cores). {confinement}"
     )
     write_report(results, out, notes, footer)
     return results

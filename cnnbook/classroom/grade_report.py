@@ -10,6 +10,7 @@ that Markdown or a table would read escaped. Both files are replaced atomically.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import unicodedata
@@ -135,6 +136,12 @@ def _cell_text(result: ExerciseResult) -> str:
     if result.status == "manual":
         return "by hand"
     return "not graded" if result.status == "not graded" else f"{result.points:g}"
+
+
+def result_file(out: Path, student: str, notebook: str) -> Path:
+    """Where one submission's result is kept (a name no student can choose to collide with)."""
+    key = hashlib.sha256(f"{student}\0{notebook}".encode()).hexdigest()[:24]
+    return out / "results" / f"{key}.json"
 
 
 def write_report(results: list[ExerciseResult], out: Path, notes: list[str], footer: str) -> None:
