@@ -9,8 +9,8 @@ student joins or leaves the class. Each shard's output holds its results and a m
 
 ``python -m cnnbook grade merge OUT_1 ... OUT_N --out OUT`` checks that the shards belong
 together (the same N and source notebooks, each shard once, no submission graded twice),
-says which shards or submissions are missing, and writes one ``grades.csv`` and
-``summary.md``: the report a single grading run would have written.
+names the shards that are missing, and writes one ``grades.csv`` and ``summary.md``: with
+every shard given, the report a single grading run would have written.
 """
 
 from __future__ import annotations
