@@ -42,6 +42,7 @@ class Profile:
     # 100-layer net costs over 100 times more per pixel than LeNet, so `train` uses fewer
     # batches per epoch when a run would cost more than this (see `train.compute_cap`).
     train_flops: int | None = None
+    seeds: int | None = None  # cap on how many seeds a chapter repeats a run with
 
     def max_examples(self, split: str, values_per_example: int) -> int | None:
         """How many examples of ``split`` ('train' or 'test') this profile allows, or None."""
@@ -54,6 +55,10 @@ class Profile:
         """The number of epochs to run under this profile."""
         return num_epochs if self.epochs is None else min(num_epochs, self.epochs)
 
+    def cap_seeds(self, num_seeds: int) -> int:
+        """How many of a chapter's ``num_seeds`` repetitions of a run to make under this profile."""
+        return num_seeds if self.seeds is None else min(num_seeds, self.seeds)
+
 
 PROFILES = {
     # Exactly what the chapter's code says: the runs whose outputs the book shows.
@@ -61,7 +66,12 @@ PROFILES = {
     # For tests and slow laptops: fixed class-balanced subsets and few epochs, still enough
     # that every curve goes down and accuracies end well above chance.
     "quick": Profile(
-        "quick", train_values=32_000_000, test_values=2_000_000, epochs=5, train_flops=2_000_000_000_000
+        "quick",
+        train_values=32_000_000,
+        test_values=2_000_000,
+        epochs=5,
+        train_flops=2_000_000_000_000,
+        seeds=1,
     ),
     # For storing a chapter that needs a GPU when only a CPU is at hand: the same code and
     # epochs, with only the big images cut. 153.6M pixel values are exactly CIFAR-10's

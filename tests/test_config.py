@@ -107,6 +107,11 @@ def test_cap_epochs():
     assert PROFILES["full"].cap_epochs(100) == 100
 
 
+def test_cap_seeds():
+    assert PROFILES["quick"].cap_seeds(3) == 1
+    assert PROFILES["full"].cap_seeds(5) == 5
+
+
 # ------------------------------------------------------------------------------ devices
 
 
