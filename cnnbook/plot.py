@@ -5,18 +5,29 @@ The live plot draws with matplotlib's object API (no pyplot state) and shows the
 as a PNG in a Jupyter display that is replaced after every epoch, so the notebook keeps
 exactly one final figure, which is what the rendered book shows. Outside Jupyter it
 prints one line per epoch instead.
+
+Every figure is shown at 100 CSS pixels per inch of its size (a 5-inch plot is 500 pixels
+wide on the page) from a PNG with twice as many pixels, so it stays sharp on HiDPI screens.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from contextlib import closing
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from cnnbook.progress import in_jupyter
+
+PIXELS_PER_INCH = 100  # a figure's size on the page: a 5-inch plot shows 500 CSS pixels wide
+PAGE_WIDTH = 6.8  # inches: the book's text column is about 690 CSS pixels wide; wider figures shrink
+DENSITY = 2  # image pixels per CSS pixel: sharp on HiDPI ("retina") screens
+
 
 CURVES = (  # (History attribute, legend label, line style)
     ("train_loss", "train loss", "-"),
@@ -52,18 +63,59 @@ def plot_history(history, title: str | None = None, ax=None) -> Figure | None:
 def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None):
     """A new matplotlib ``Figure`` and its axes; a Jupyter cell that ends with the figure shows it.
 
-    Object API, no pyplot state. Example: ``fig, (left, right) = cnnbook.new_figure(ncols=2)``.
+    Object API, no pyplot state. By default each plot is 5 x 3.2 inches, and a row of them
+    is at most as wide as the page, so its text shows at full size. Example:
+    ``fig, (left, right) = cnnbook.new_figure(ncols=2)``.
     """
     _show_figures_in_jupyter()
-    fig = Figure(figsize=figsize or (5 * ncols, 3.2 * nrows), layout="constrained")
+    fig = Figure(figsize=figsize or (min(5 * ncols, PAGE_WIDTH), 3.2 * nrows), layout="constrained")
     return fig, fig.subplots(nrows, ncols)
 
 
-def figure_png(fig: Figure, dpi: int = 100) -> bytes:
-    """The figure rendered as PNG bytes."""
+def figure_png(fig: Figure, pixels_per_inch: int = PIXELS_PER_INCH, density: int = DENSITY) -> bytes:
+    """The figure as PNG bytes, ``density`` image pixels for every CSS pixel it is shown at.
+
+    The PNG records how it is meant to be shown, in two text entries that the book's browser
+    test reads to measure the text size a reader sees: ``cnnbook:css-width`` (the width in
+    CSS pixels, ``pixels_per_inch`` per inch of the figure) and ``cnnbook:smallest-text`` (the
+    height of its smallest text, in the PNG's own pixels).
+    """
+    dpi = pixels_per_inch * density
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+    fig.savefig(buffer, format="png", dpi=dpi)  # draws the figure: tick labels get their text
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    record = {"cnnbook:css-width": f"{fig.get_figwidth() * pixels_per_inch:.0f}"}
+    if texts:
+        record["cnnbook:smallest-text"] = f"{min(t.get_fontsize() for t in texts) * dpi / 72:.1f}"
+    return _with_text_chunks(buffer.getvalue(), record)
+
+
+def figure_metadata(png: bytes) -> dict[str, str]:
+    """The ``cnnbook:`` text entries of a PNG made by `figure_png` (empty for other PNGs)."""
+    entries, position = {}, 8  # after the PNG signature: chunks of length, type, data, CRC
+    while position + 8 <= len(png):
+        length, kind = struct.unpack(">I4s", png[position : position + 8])
+        if kind == b"tEXt":
+            key, _, value = png[position + 8 : position + 8 + length].partition(b"\0")
+            if key.startswith(b"cnnbook:"):
+                entries[key.decode("latin-1")] = value.decode("latin-1")
+        position += 12 + length
+    return entries
+
+
+def _with_text_chunks(png: bytes, entries: dict[str, str]) -> bytes:
+    """``png`` with a tEXt chunk per entry, placed right after the header chunk (IHDR, 25 bytes)."""
+    chunks = b""
+    for key, value in entries.items():
+        body = b"tEXt" + key.encode("latin-1") + b"\0" + value.encode("latin-1")
+        chunks += struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    return png[:33] + chunks + png[33:]
+
+
+def _png_and_width(fig: Figure) -> tuple[bytes, dict]:
+    """What Jupyter displays for a figure: the sharp PNG, and the width to show it at."""
+    png = figure_png(fig)
+    return png, {"width": int(figure_metadata(png)["cnnbook:css-width"])}
 
 
 def _show_figures_in_jupyter() -> None:
@@ -72,7 +124,7 @@ def _show_figures_in_jupyter() -> None:
     if in_jupyter():
         from IPython import get_ipython
 
-        get_ipython().display_formatter.formatters["image/png"].for_type(Figure, figure_png)
+        get_ipython().display_formatter.formatters["image/png"].for_type(Figure, _png_and_width)
 
 
 class LivePlot:
@@ -97,13 +149,19 @@ class LivePlot:
         ax = fig.add_subplot()
         draw_history(history, ax, self.num_epochs)
         ax.set_title(self.title)
-        self._handle.update({"image/png": figure_png(fig), "text/plain": history.epoch_line(-1)}, raw=True)
+        png, width = _png_and_width(fig)
+        self._handle.update(
+            {"image/png": png, "text/plain": history.epoch_line(-1)}, metadata={"image/png": width}, raw=True
+        )
 
 
 def show_images(
     images, titles=None, num_cols: int = 8, scale: float = 1.2, cmap="gray", suptitle: str | None = None
 ) -> Figure:
     """A grid of images (tensor or array, N x C x H x W or N x H x W) with optional titles.
+
+    Each image is ``scale`` inches wide, less if the row would be wider than the page: a grid
+    is never shrunk to fit, so its titles show at their full size (9 points).
 
     Example: ``show_images(X[:16], titles=get_fashion_mnist_labels(y[:16]))``.
     """
@@ -113,6 +171,7 @@ def show_images(
         if images.shape[-1] == 1:
             images = images[..., 0]
     num_rows = -(-len(images) // num_cols)
+    scale = min(scale, PAGE_WIDTH / num_cols)
     _show_figures_in_jupyter()
     fig = Figure(figsize=(num_cols * scale, num_rows * scale * 1.15), layout="constrained")
     axes = fig.subplots(num_rows, num_cols, squeeze=False).ravel()
@@ -124,7 +183,7 @@ def show_images(
                 image = (image - image.min()) / max(float(image.max() - image.min()), 1e-8)
             ax.imshow(image, cmap=cmap if image.ndim == 2 else None)
             if titles is not None:
-                ax.set_title(str(titles[i]), fontsize=8)
+                ax.set_title(str(titles[i]), fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)
     return fig
@@ -271,9 +330,6 @@ def show_misclassified(
         ax.axis("off")
         ax.text(0.5, 0.5, "no misclassified examples", ha="center", va="center")
         return fig
-    fig = show_images(
+    return show_images(
         torch.stack(images), titles, num_cols=min(num_cols, len(images)), scale=scale, suptitle=suptitle
     )
-    for ax in fig.axes:
-        ax.title.set_fontsize(9)
-    return fig

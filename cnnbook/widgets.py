@@ -34,8 +34,9 @@ from collections.abc import Callable, Sequence
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
-from cnnbook.plot import figure_png
+from cnnbook.plot import figure_metadata, figure_png
 from cnnbook.progress import in_jupyter
 
 NOT_COMPUTED = "<i>Not computed yet: press Run (needs a running kernel).</i>"
@@ -45,17 +46,30 @@ class ExperimentCancelled(Exception):
     """Raised inside an experiment by its ``progress`` callback once Cancel was pressed."""
 
 
-def figure_html(fig: Figure, dpi: int = 72) -> str:
-    """A matplotlib figure as an ``<img>`` tag holding a small PNG (64 colours: a few KB)."""
-    image = Image.open(io.BytesIO(figure_png(fig, dpi=dpi))).convert("RGB").quantize(colors=64)
+def figure_html(fig: Figure) -> str:
+    """A matplotlib figure as an ``<img>`` tag holding a small, sharp PNG (64 colours: a few KB).
+
+    The PNG is `cnnbook.plot.figure_png`'s, twice the pixels it is shown at, and keeps the
+    entries that record its size on the page.
+    """
+    png = figure_png(fig)
+    record = figure_metadata(png)
+    image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=64)
+    text = PngInfo()
+    for key, value in record.items():
+        text.add_text(key, value)
     buffer = io.BytesIO()
-    image.save(buffer, format="png", optimize=True)
-    return png_html(buffer.getvalue())
+    image.save(buffer, format="png", optimize=True, pnginfo=text)
+    return png_html(buffer.getvalue(), width=int(record["cnnbook:css-width"]), pixelated=False)
 
 
-def png_html(png: bytes, width: int | None = None, title: str = "") -> str:
-    """An ``<img>`` tag showing PNG bytes, optionally ``width`` pixels wide with sharp pixels."""
-    style = f' style="width:{width}px;image-rendering:pixelated"' if width else ""
+def png_html(png: bytes, width: int | None = None, title: str = "", pixelated: bool = True) -> str:
+    """An ``<img>`` tag showing PNG bytes, optionally ``width`` CSS pixels wide.
+
+    ``pixelated``: enlarge a small image with square, sharp pixels (feature maps), not blurred.
+    """
+    rendering = ";image-rendering:pixelated" if pixelated else ""
+    style = f' style="width:{width}px;max-width:100%{rendering}"' if width else ""
     alt = f' alt="{html.escape(title)}"' if title else ""
     return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}"{style}{alt}>'
 

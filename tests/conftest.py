@@ -284,10 +284,11 @@ class FakeDisplay:
     """One ``display(..., display_id=True)`` output: what it showed first and every update."""
 
     def __init__(self, data: dict):
-        self.shown = [data]
+        self.shown, self.metadata = [data], [None]
 
-    def update(self, data: dict, raw: bool = False) -> None:
+    def update(self, data: dict, raw: bool = False, metadata: dict | None = None) -> None:
         self.shown.append(data)
+        self.metadata.append(metadata)
 
 
 @pytest.fixture

@@ -1,13 +1,16 @@
 """cnnbook.plot: training curves (live and finished), image grids, and figures in Jupyter."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 
 import cnnbook
 from cnnbook import History, plot_history, show_images
-from cnnbook.plot import LivePlot, figure_png
+from cnnbook.plot import PAGE_WIDTH, LivePlot, figure_metadata, figure_png
 
 
 @pytest.fixture
@@ -63,7 +66,7 @@ def test_show_images_of_colour_floats(fashion_small):
 def test_new_figure_gives_a_figure_and_its_axes():
     fig, (left, right) = cnnbook.new_figure(ncols=2)
     left.plot([1, 2], [3, 4])
-    assert list(fig.get_size_inches()) == [10, 3.2]
+    assert list(fig.get_size_inches()) == [PAGE_WIDTH, 3.2]  # two 5-inch plots would be shrunk to fit
     assert cnnbook.plot.figure_png(fig).startswith(b"\x89PNG")
     _, ax = cnnbook.new_figure(figsize=(4, 3))
     assert ax.figure.get_size_inches().tolist() == [4, 3]
@@ -71,7 +74,29 @@ def test_new_figure_gives_a_figure_and_its_axes():
 
 def test_figures_show_as_png_in_jupyter(fake_jupyter, history):
     plot_history(history)
-    assert fake_jupyter.formatters == [(Figure, figure_png)]  # a cell ending with a Figure shows it
+    [(kind, show)] = fake_jupyter.formatters  # a cell ending with a Figure shows it
+    png, metadata = show(plot_history(history))
+    assert kind is Figure and png.startswith(b"\x89PNG")
+    assert metadata == {"width": 500}  # shown 500 CSS pixels wide, from a PNG of 1,000 pixels
+
+
+def test_figures_are_drawn_at_twice_their_size_on_the_page_and_record_it(history):
+    png = figure_png(plot_history(history))  # 5 x 3.2 inches at 100 CSS pixels per inch
+    assert Image.open(io.BytesIO(png)).size == (1000, 640)
+    record = figure_metadata(png)
+    assert record["cnnbook:css-width"] == "500"
+    # the smallest text is the legend's and the ticks' 10 points: 10/72 inch at 200 pixels per inch
+    assert float(record["cnnbook:smallest-text"]) == pytest.approx(10 * 200 / 72, abs=0.1)
+    assert Image.open(io.BytesIO(png)).text["cnnbook:css-width"] == "500"  # a valid PNG text chunk
+    assert figure_metadata(b"\x89PNG\r\n\x1a\n") == {}  # another PNG: nothing recorded
+
+
+def test_image_grids_fit_the_page_so_their_titles_are_not_shrunk(fashion_small):
+    images = fashion_small.train_images[:24]
+    fig = show_images(images, titles=["pullover"] * 24, num_cols=12)
+    assert fig.get_figwidth() == pytest.approx(PAGE_WIDTH)  # 12 x 1.2 inches would not fit
+    smallest = float(figure_metadata(figure_png(fig))["cnnbook:smallest-text"])
+    assert smallest == pytest.approx(9 * 200 / 72, abs=0.1)  # the titles' 9 points
 
 
 def growing_history(history: History):
@@ -103,4 +128,5 @@ def test_live_plot_in_jupyter_replaces_one_figure_after_every_epoch(history, fak
     assert [u["text/plain"] for u in updates] == [history.epoch_line(i) for i in range(3)]
     assert all(u["image/png"].startswith(b"\x89PNG") for u in updates)
     assert len({u["image/png"] for u in updates}) == 3  # a new figure each epoch
+    assert fake_jupyter.displays[0].metadata[1:] == [{"image/png": {"width": 500}}] * 3  # sharp: 2x pixels
     assert capsys.readouterr().out == "", "in Jupyter the figure replaces the printed lines"

@@ -2,6 +2,8 @@
 structure that makes them work on the static site, precomputing, live runs in a thread with
 progress and Cancel, and the two experiments the chapters use."""
 
+import base64
+import io
 import re
 import threading
 import time
@@ -9,10 +11,12 @@ import time
 import ipywidgets as widgets
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import cnnbook
 from cnnbook.explorers import ConvExplorer, TrainingExplorer, edge_and_blur_kernels
+from cnnbook.plot import figure_metadata
 from cnnbook.widgets import NOT_COMPUTED, Explorer, figure_html
 
 
@@ -133,6 +137,10 @@ def test_figures_become_small_inline_pngs():
                                                test_acc=[0.3, 0.5]))  # fmt: skip
     html = figure_html(fig)
     assert html.startswith('<img src="data:image/png;base64,') and len(html) < 40_000
+    png = base64.b64decode(re.search(r"base64,([^\"]+)", html).group(1))
+    assert Image.open(io.BytesIO(png)).size == (1000, 640)  # twice the 500 CSS pixels it is shown at
+    assert 'style="width:500px;max-width:100%"' in html
+    assert figure_metadata(png)["cnnbook:css-width"] == "500"  # kept through the 64-colour copy
 
 
 # -- the chapters' experiments ---------------------------------------------------------------

@@ -19,6 +19,7 @@ import nbformat
 import pytest
 from lab_server import jupyterlab
 from test_book import REPO, browser, open_page, server  # noqa: F401 (the book tests' fixtures)
+from test_figures import check_readable, shown_figures
 
 from cnnbook.classroom.execute import execute_notebook
 
@@ -35,6 +36,10 @@ PAGE_CELLS = [
     "net = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2))\n"
     'explorer = cnnbook.TrainingExplorer(net, loader, loader, lr=[0.01, 0.5], epochs=3, device="cpu")\n'
     "explorer.show()",
+    "cnnbook.show_images(images[:16], titles=['pullover (true: shirt)'] * 16, num_cols=8)",
+    "fig, (left, right) = cnnbook.new_figure(ncols=2)\n"
+    "left.plot([1, 2, 3], [0.9, 0.4, 0.3], label='train loss')\nleft.legend()\n"
+    "right.plot([1, 2, 3], [0.6, 0.7, 0.8])\nfig",
 ]  # fmt: skip
 
 
@@ -179,6 +184,24 @@ def test_widget_text_is_readable_in_light_and_dark_mode(browser, server, theme):
     for selector in (".widget-html-content", ".widget-readout", ".widget-label"):
         assert _contrast(page, selector) >= 4.5, f"{selector} is hard to read in {theme} mode"
     page.close()
+
+
+@pytest.mark.parametrize(("theme", "width"), [("light", 1280), ("dark", 390)])
+def test_figures_are_sharp_and_their_text_readable(browser, server, theme, width):  # noqa: F811
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.add_init_script(
+        f"localStorage.setItem('theme', '{theme}'); localStorage.setItem('mode', '{theme}');"
+    )
+    page.goto(f"{server}/sliders.html", wait_until="networkidle")
+    page.wait_for_selector(".widget-html-content img", timeout=30_000)
+    figures = shown_figures(page)
+    page.close()
+    # the image grid, the two plots and the training explorer's shown frame
+    assert len(figures) == 3, [f["src"][-40:] for f in figures]
+    assert all(f["record"] for f in figures), "every figure is cnnbook's, with its size record"
+    check_readable(figures, f"the sliders page at {width} px ({theme})")
+    smallest = min(f["text_px"] for f in figures)
+    print(f"at {width} px ({theme}): the smallest figure text shows {smallest:.1f} px")
 
 
 # -- JupyterLab ------------------------------------------------------------------------------
