@@ -3,7 +3,8 @@
 Commands:
   data       where each dataset was found, or how to get it
   execute    run chapters top to bottom in a fresh kernel and store their outputs
-  bench      the speed benchmark (cnnbook's loop against a d2l-style loop)
+  bench      the speed benchmark (cnnbook's loop against a d2l-style loop; --nproc N: its scaling
+             over N processes under torchrun)
   assign     student copies of chapters: solutions and hidden tests removed
   grade      run submitted notebooks, each in its own kernel, and write a grade report
              (--shard K/N grades one slice of the class; `grade merge` joins the slices)

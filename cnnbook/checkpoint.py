@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnbook import distributed
 from cnnbook.files import replaced_atomically
 from cnnbook.history import History
 
@@ -35,9 +36,14 @@ def save_checkpoint(
 ) -> Path:
     """Save the model (and optionally optimizer, epoch, history, config) to ``path`` atomically.
 
+    Under torchrun only rank 0 writes (every rank holds the same weights); the other ranks
+    return at once, without waiting for the file.
+
     Example: ``save_checkpoint("alexnet.pt", net, optimizer, epoch=10, history=history)``.
     """
     path = Path(path)
+    if not distributed.is_main_process():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {
         "version": FORMAT_VERSION,

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from cnnbook import distributed
 from cnnbook.config import Profile, resolve_profile
 from cnnbook.datafiles import Split, read_cifar10, read_fashion_mnist
 from cnnbook.loader import Augment, DeviceLoader
@@ -47,7 +48,8 @@ def _profile_subsets(
     cut_train = train.subset(profile.max_examples("train", values_per_example))
     cut_test = test.subset(profile.max_examples("test", values_per_example))
     n_train, n_test = len(train.labels), len(test.labels)
-    if len(cut_train.labels) < n_train or len(cut_test.labels) < n_test:
+    cut = len(cut_train.labels) < n_train or len(cut_test.labels) < n_test
+    if cut and distributed.is_main_process():  # under torchrun, rank 0 says it for all
         print(
             f"{profile.name} profile: {dataset} cut to {len(cut_train.labels):,} of {n_train:,} training "
             f"and {len(cut_test.labels):,} of {n_test:,} test examples (class-balanced); "

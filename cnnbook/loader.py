@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from cnnbook import distributed
 from cnnbook.datafiles import balanced_subset
 
 
@@ -49,6 +50,12 @@ class DeviceLoader:
     permutation, so every example is seen exactly once per epoch in a new order. ``X`` is
     float32 in [0, 1] (or normalised with ``mean``/``std`` per channel), resized to
     ``resize`` if given. Call ``loader.to(device)`` to move the stored images once.
+
+    Under ``torchrun`` every rank draws the same order and takes its own shard of it
+    (`cnnbook.distributed.shard`): a shuffling (training) loader pads the shards to one size
+    by reusing the first examples of the order, as DistributedSampler does, so every rank
+    takes the same number of steps; a loader that keeps the order (evaluation) gives every
+    example to exactly one rank, so counts summed over the ranks are exact.
 
     Example::
 
@@ -104,11 +111,12 @@ class DeviceLoader:
 
     @property
     def num_examples(self) -> int:
-        """How many examples one pass yields."""
+        """How many examples the loader holds (under torchrun: all ranks' shards together)."""
         return self.images.shape[0]
 
     def __len__(self) -> int:
-        return -(-self.num_examples // self.batch_size)  # ceiling division: last batch may be short
+        """Batches per pass on this rank (ceiling division: the last batch may be short)."""
+        return -(-distributed.shard_size(self.num_examples, pad=self.shuffle) // self.batch_size)
 
     def to(self, device: torch.device | str) -> DeviceLoader:
         """This loader with its images stored on ``device`` (copied once, then reused)."""
@@ -159,6 +167,10 @@ class DeviceLoader:
         draws = None
         if self.augment is not None:  # the whole epoch's random crops and flips, copied once
             draws = self.augment.draw(n, self._order).to(self.device, non_blocking=True)
+        if distributed.world_size() > 1:  # under torchrun: this rank's shard of the same epoch
+            mine = distributed.shard(n, pad=self.shuffle).to(self.device, non_blocking=True)
+            order, draws = order[mine], None if draws is None else draws[mine]
+            n = len(mine)
         for start in range(0, n, self.batch_size):
             batch = slice(start, start + self.batch_size)
             idx = order[batch]

@@ -20,7 +20,10 @@ What `train` adds around it, and why:
 * optional bf16 autocast, channels_last, ``torch.compile`` and a whole step replayed as
   one CUDA graph (`cnnbook.graphed`) for GPUs;
 * the quick profile caps the number of epochs and the compute per run (and says so); the
-  profile is the active one unless ``profile=`` names another.
+  profile is the active one unless ``profile=`` names another;
+* under ``torchrun`` the same call trains on every rank at once (`cnnbook.distributed`):
+  each rank takes its shard of the data, DistributedDataParallel averages the gradients,
+  the metrics are summed over the ranks, and rank 0 alone prints and plots.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cnnbook import distributed
 from cnnbook.config import Profile, device_name, resolve_profile, synchronize, try_gpu
 from cnnbook.graphed import GraphedStep
 from cnnbook.history import History
@@ -66,7 +70,8 @@ def evaluate_accuracy(net: nn.Module, data_iter, device: torch.device | str | No
     """The fraction of examples in ``data_iter`` that ``net`` classifies correctly.
 
     Runs in eval mode on the model's device (or ``device``); counts stay on that device
-    until the end, so the GPU never waits for the CPU.
+    until the end, so the GPU never waits for the CPU. Under torchrun each rank counts its
+    shard and the counts are summed over the ranks: every rank returns the whole set's figure.
     """
     if device is None:
         device = next(iter(net.parameters())).device
@@ -74,13 +79,14 @@ def evaluate_accuracy(net: nn.Module, data_iter, device: torch.device | str | No
     was_training = net.training
     net.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
-    total = 0
+    total = torch.zeros((), dtype=torch.long, device=device)
     for X, y in _on_device(data_iter, device):
         X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
         correct += accuracy(net(X), y)
         total += y.numel()
     net.train(was_training)
-    return correct.item() / max(total, 1)
+    distributed.sum_over_ranks(correct, total)
+    return correct.item() / max(total.item(), 1)
 
 
 def _on_device(data_iter, device: torch.device):
@@ -90,22 +96,26 @@ def _on_device(data_iter, device: torch.device):
 
 class _DivergenceGuard:
     """Notices the first NaN/inf loss. On a GPU it checks on the device and reads the
-    verdict every ``check_every`` batches (one sync each), not after every batch."""
+    verdict every ``check_every`` batches (one sync each), not after every batch. Under
+    torchrun the verdict is the earliest bad batch of any rank, so all ranks stop together
+    (a rank that stopped alone would leave the others waiting for its gradients)."""
+
+    NONE = torch.iinfo(torch.long).max  # no bad batch yet
 
     def __init__(self, device: torch.device, check_every: int):
         self.check_every = check_every
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.first_bad = torch.full((), self.NONE, dtype=torch.long, device=device)
 
     def watch(self, loss: torch.Tensor, batch: int) -> None:
         bad_now = ~torch.isfinite(loss.detach())
-        self.first_bad = torch.where((self.first_bad < 0) & bad_now, batch, self.first_bad)
+        self.first_bad = torch.where((self.first_bad == self.NONE) & bad_now, batch, self.first_bad)
 
     def due(self, batch: int, last_batch: bool) -> bool:
         return last_batch or (batch + 1) % self.check_every == 0
 
     def bad_batch(self) -> int | None:
-        value = int(self.first_bad.item())
-        return None if value < 0 else value
+        value = int(distributed.min_over_ranks(self.first_bad.clone()).item())
+        return None if value == self.NONE else value
 
 
 def train_step(
@@ -194,13 +204,21 @@ def train(
     quiet: print and draw nothing (notes, progress line, plot, summary): for callers that
         show their own.
 
+    Under ``torchrun --nproc-per-node N`` every rank runs this same call: a CUDA ``device``
+    becomes the rank's own GPU, each rank trains on its shard of every epoch (a `DeviceLoader`
+    shards itself; a ``DataLoader`` needs a ``DistributedSampler``), and DistributedDataParallel
+    averages the gradients. One step then learns from N x ``batch_size`` examples: the
+    effective batch is N times larger, and ``lr`` is used as given, not scaled. The returned
+    `History` holds the figures of the whole dataset on every rank; only rank 0 prints, plots
+    and shows progress (the ``progress`` and ``on_epoch`` hooks run on every rank).
+
     Example::
 
         history = cnnbook.train(net, train_iter, test_iter, num_epochs=10, lr=0.9)
     """
     if init not in ("xavier", None):
         raise ValueError(f"init must be 'xavier' or None, got {init!r}.")
-    device = torch.device(device) if device is not None else try_gpu()
+    device = distributed.start(torch.device(device) if device is not None else try_gpu())
     if cuda_graph and device.type != "cuda":
         raise ValueError(f"cuda_graph=True needs a CUDA device; this run is on {device}. Leave it off there.")
     if cuda_graph and scheduler is not None:
@@ -208,6 +226,12 @@ def train(
             "cuda_graph=True records the learning rate into the graph, so a scheduler could not "
             "change it: use either a scheduler or cuda_graph, not both."
         )
+    if cuda_graph and distributed.world_size() > 1:
+        raise ValueError(
+            "cuda_graph=True records one process's step; under torchrun the step also averages "
+            "gradients with the other ranks, which the recording cannot replay. Leave it off there."
+        )
+    quiet = quiet or not distributed.is_main_process()  # under torchrun rank 0 speaks for all
     say = _say_nothing if quiet else print  # every line train prints goes through say
     profile = resolve_profile(profile)
     if profile.cap_epochs(num_epochs) < num_epochs:
@@ -223,14 +247,18 @@ def train(
     model = net
     if compile:
         model = torch.compile(net, mode=compile if isinstance(compile, str) else None)
+    # Under torchrun: DistributedDataParallel, which averages the gradients over the ranks in
+    # backward. Evaluation runs `model` itself: it needs no gradients to average.
+    trained_model = distributed.wrap(model, device)
     optimizer = optimizer or torch.optim.SGD(net.parameters(), lr=lr)
     loss_fn = loss or nn.CrossEntropyLoss()
 
     def step(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return train_step(model, loss_fn, optimizer, X, y, amp)
+        return train_step(trained_model, loss_fn, optimizer, X, y, amp)
 
     train_iter, test_iter = _on_device(train_iter, device), _on_device(test_iter, device)
     train_batches, test_batches = compute_cap(profile, net, train_iter, test_iter, num_epochs, device, say)
+    train_batches = distributed.same_number_of_steps(train_batches, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # pick the fastest conv algorithm per shape, once
 
@@ -242,7 +270,10 @@ def train(
         LivePlot(first_epoch + num_epochs, title or f"training on {device}") if plot and not quiet else None
     )
     progress_line = Progress(num_epochs, train_batches, draw=not quiet, report=progress)
-    guard = _DivergenceGuard(device, check_every=1 if device.type == "cpu" else 50)
+    # On a CPU reading the verdict costs nothing; on a GPU, or under torchrun, where it is a
+    # collective operation, it is read every 50 batches.
+    alone_on_cpu = device.type == "cpu" and distributed.world_size() == 1
+    guard = _DivergenceGuard(device, check_every=1 if alone_on_cpu else 50)
     earlier_seconds, start = history.wall_time, time.perf_counter()  # a resumed run adds to it
     epoch = batch = 0
     graphed = None  # the recorded step, made from the first batch when cuda_graph is on
@@ -270,14 +301,18 @@ def train(
                     correct += accuracy(y_hat, y)
                 seen += y.shape[0]
                 guard.watch(l, batch)
-                if guard.due(batch, batch == train_batches - 1) and guard.bad_batch() is not None:
-                    raise TrainingDivergedError(
-                        _divergence_message(first_epoch + epoch, guard.bad_batch(), train_batches, lr),
-                        history,
-                    )
+                if guard.due(batch, batch == train_batches - 1):
+                    bad_batch = guard.bad_batch()
+                    if bad_batch is not None:
+                        raise TrainingDivergedError(
+                            _divergence_message(first_epoch + epoch, bad_batch, train_batches, lr), history
+                        )
                 progress_line.batch_done(epoch, batch)
             synchronize(device)  # so the clock measures finished work
             train_seconds = time.perf_counter() - epoch_start
+            seen = torch.tensor(seen, device=device)
+            distributed.sum_over_ranks(loss_sum, correct, seen)  # under torchrun: all ranks' examples
+            seen = seen.item()
             test_acc = evaluate_accuracy(model, itertools.islice(test_iter, test_batches), device)
             history.record(
                 loss_sum.item() / seen,

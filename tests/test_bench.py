@@ -195,3 +195,23 @@ def test_more_workers_than_cores_is_said_once_not_warned_per_loader(capsys, recw
     printed = capsys.readouterr().out
     assert printed.count(f"uses {cores + 1} DataLoader workers on") == 1
     assert not [w for w in recwarn if "DataLoader will create" in str(w.message)]
+
+
+def test_bench_nproc_reports_one_and_n_processes_and_their_scaling_efficiency(tmp_path, capsys, data_in_env):
+    """A tiny run (two batches per process and epoch) under torchrun: the report's shape, not its speed."""
+    out = tmp_path / "scaling.json"
+    argv = ["bench", "--nproc", "2", "--train-examples", "1024", "--epochs", "2", "--device", "cpu"]
+    assert main([*argv, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("scaling: lenet on Fashion-MNIST, 1,024 training images, batch 256 per")
+    assert [line.split(":")[0] for line in printed[1:]] == ["1 process", "2 processes", "scaling efficiency"]
+    results = json.loads(out.read_text())
+    one, two = results["one_process"]["examples_per_sec"], results["n_processes"]["examples_per_sec"]
+    assert one > 0 and two > 0 and results["efficiency"] == two / (2 * one)
+    assert (results["nproc"], results["train_examples"], results["epochs"]) == (2, 1024, 2)
+    assert f"{results['efficiency']:.0%}" in printed[3]
+
+
+def test_bench_nproc_refuses_zero_processes(capsys):
+    with pytest.raises(SystemExit, match="--nproc must be at least 1, got 0"):
+        main(["bench", "--nproc", "0", "--device", "cpu"])

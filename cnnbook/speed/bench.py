@@ -16,6 +16,7 @@ Example::
     python -m cnnbook bench --short --json bench.json      # what CI runs
     python -m cnnbook bench --layouts --model resnet         # one step in NCHW against channels-last
     python -m cnnbook bench --operators --model alexnet      # where one step's time goes, by operator
+    python -m cnnbook bench --nproc 2                        # cnnbook's loop in 1 and 2 processes (torchrun)
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import copy
 import io
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -35,7 +39,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from cnnbook import models
+from cnnbook import distributed, models
 from cnnbook.config import device_name, seed_everything, synchronize, try_gpu
 from cnnbook.datafiles import read_fashion_mnist
 from cnnbook.loader import DeviceLoader
@@ -125,6 +129,15 @@ def add_arguments(parser) -> None:
         help="instead of the two loops: where --model's training step spends its time, operator by "
         "operator (torch.profiler; honours --amp and --channels-last)",
     )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instead of the two loops: cnnbook's loop in one process and in N processes under torchrun "
+        "(one per GPU, or each with its share of the CPU cores), and the scaling efficiency",
+    )
+    parser.add_argument("--scaling-out", default=None, help=argparse.SUPPRESS)  # a --nproc worker's result
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the d2l loop (d2l: 4)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
 
@@ -137,6 +150,10 @@ def run(args) -> dict:
         return run_layouts(args, workload, device)
     if args.operators:
         return run_operators(args, workload, device)
+    if args.scaling_out:
+        return run_scaling_worker(args, workload, device)
+    if args.nproc is not None:
+        return run_scaling(args, workload, device)
     epochs = 1 if args.short else args.epochs
     train_split, test_split = read_fashion_mnist()
     n_train = 4096 if args.short else args.train_examples
@@ -304,6 +321,132 @@ def run_operators(args, workload: Workload, device: torch.device) -> dict:
     )
 
 
+def run_scaling(args, workload: Workload, device: torch.device) -> dict:
+    """``--nproc N``: examples/s of cnnbook's loop in one process and in N, and the scaling efficiency.
+
+    Each process trains with the workload's batch size, so N processes take steps of N times
+    as many examples (weak scaling, as data-parallel training is used). The efficiency is the
+    N-process throughput over N times the one-process throughput: 100% when adding processes
+    costs nothing. On a CPU every process, the lone one included, gets cores / N threads: the
+    N processes share the machine as N devices would, and the figure measures the loop and its
+    communication, not how threads share cores.
+    """
+    n = args.nproc
+    if n < 1:
+        raise SystemExit(f"--nproc must be at least 1, got {n}.")
+    if device.type == "cuda" and n > torch.cuda.device_count():
+        raise SystemExit(
+            f"--nproc {n} needs {n} GPUs (one per process); this machine has {torch.cuda.device_count()}."
+        )
+    threads = max(1, (os.cpu_count() or 1) // n) if device.type == "cpu" else torch.get_num_threads()
+    epochs, n_train = _scaling_sizes(args)
+    print(
+        f"scaling: {args.model} on Fashion-MNIST, {n_train:,} training images, batch {workload.batch_size} "
+        f"per process, {epochs} epoch(s), on {device} ({device_name(device)}), "
+        f"{threads} thread(s) per process",
+        flush=True,
+    )
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        one = _scaling_throughput(args, workload, device)
+    finally:
+        torch.set_num_threads(threads_before)
+    print(f"1 process:    {one:9,.0f} examples/s", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "scaling.json")
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}"]
+        worker = ["-m", "cnnbook", "bench", *_scaling_options(args), "--scaling-out", out]
+        env = os.environ | {"OMP_NUM_THREADS": str(threads)}
+        done = subprocess.run([*launch, *worker], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(
+                f"bench --nproc {n}: the {n} processes under torchrun failed (exit {done.returncode}); "
+                f"their output:\n{done.stdout}{done.stderr}"
+            )
+        with open(out) as f:
+            many = json.load(f)["examples_per_sec"]
+    results = {
+        "model": args.model,
+        "device": str(device),
+        "device_name": device_name(device),
+        "train_examples": n_train,
+        "batch_size_per_process": workload.batch_size,
+        "epochs": epochs,
+        "nproc": n,
+        "threads_per_process": threads,
+        "one_process": {"examples_per_sec": one},
+        "n_processes": {"examples_per_sec": many},
+        "efficiency": many / (n * one),
+    }
+    return _report(
+        results,
+        f"{n} processes: {many:9,.0f} examples/s\n"
+        f"scaling efficiency: {results['efficiency']:.0%} ({n}-process throughput / ({n} x 1-process "
+        f"throughput), training phase of {'the epochs after the first' if epochs > 1 else 'the epoch'})",
+        args.json,
+    )
+
+
+def run_scaling_worker(args, workload: Workload, device: torch.device) -> dict:
+    """One of the ``--nproc`` processes (under torchrun): train, and rank 0 writes the throughput."""
+    rate = _scaling_throughput(args, workload, device)
+    if distributed.is_main_process():
+        with open(args.scaling_out, "w") as f:
+            json.dump({"examples_per_sec": rate}, f)
+    return {"examples_per_sec": rate}
+
+
+def _scaling_sizes(args) -> tuple[int, int]:
+    """The epochs and training images of a ``--nproc`` run (as for the two loops)."""
+    epochs = 1 if args.short else args.epochs
+    n_train = 4096 if args.short else (args.train_examples or 60_000)
+    return epochs, n_train
+
+
+def _scaling_options(args) -> list[str]:
+    """The options a ``--nproc`` run passes on to its processes."""
+    options = ["--model", args.model, "--epochs", str(args.epochs)]
+    options += ["--device", args.device] if args.device else []
+    options += ["--train-examples", str(args.train_examples)] if args.train_examples else []
+    options += ["--short"] if args.short else []
+    options += ["--amp"] if args.amp else []
+    if args.channels_last is not None:
+        options += ["--channels-last" if args.channels_last else "--no-channels-last"]
+    return options
+
+
+def _scaling_throughput(args, workload: Workload, device: torch.device) -> float:
+    """Training examples per second of `train` on the workload, over all processes together.
+
+    The rate of the training phase (`History.examples_per_sec`), of the epochs after the
+    first when there are several: the first pays one-off costs (allocations, warm-up).
+    """
+    epochs, n_train = _scaling_sizes(args)
+    train_split, test_split = read_fashion_mnist()
+    train_split, test_split = train_split.subset(n_train), test_split.subset(512)
+    seed_everything(0)
+    train_iter = DeviceLoader(
+        torch.from_numpy(train_split.images), torch.from_numpy(train_split.labels), workload.batch_size, True
+    )
+    test_iter = DeviceLoader(torch.from_numpy(test_split.images), torch.from_numpy(test_split.labels), 512)
+    history = train(
+        workload.build(),
+        train_iter,
+        test_iter,
+        epochs,
+        workload.lr,
+        device,
+        plot=False,
+        quiet=True,
+        profile="full",
+        amp=args.amp,
+        channels_last=args.channels_last,
+    )
+    rates = history.examples_per_sec[1:] if epochs > 1 else history.examples_per_sec
+    return len(rates) / sum(1 / r for r in rates)  # total examples / total seconds
+
+
 def _report(results: dict, summary: str, json_path: str | None) -> dict:
     """Print the summary, write the results to ``json_path`` if given, and return them."""
     print(summary)
@@ -317,7 +460,8 @@ def main(args) -> int:
     """Entry point used by ``python -m cnnbook bench``."""
     cores = os.cpu_count() or 1
     with warnings.catch_warnings():
-        if args.workers > cores:  # d2l's choice, kept on purpose: say so once, not per loader
+        two_loops = not (args.layouts or args.operators or args.nproc is not None or args.scaling_out)
+        if args.workers > cores and two_loops:  # d2l's choice, kept on purpose: say so once, not per loader
             print(f"note: the d2l-style loop uses {args.workers} DataLoader workers on {cores} cores, as d2l")
             warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
         run(args)
