@@ -1,25 +1,37 @@
-# The book's commands. Each target creates .venv (and the site's JavaScript) if missing.
-#   make book     build the site into _build/html and serve it on http://127.0.0.1:8000
+# The book's commands. Each creates its virtual environment (and the site's JavaScript) if missing:
+# .venv-book, Jupyter Book alone (requirements-book.txt), for building the site, which runs no
+# code; .venv, everything (requirements.txt: PyTorch, JupyterLab, the tests) for the rest.
+#   make book     build the site into _build/html and serve it on http://127.0.0.1:8000 (.venv-book)
+#   make build    build the site only (.venv-book)  make serve     serve an already built site
 #   make test     unit tests, every chapter under the quick profile, the book build, a browser
 #   make lab      JupyterLab on the chapters        make outputs   re-run chapters (full profile)
-#   make bench    the speed benchmark               make serve     serve an already built site
+#   make bench    the speed benchmark               make api-page  rewrite book/api.md (.venv)
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+BOOK_VENV := .venv-book
 PORT   ?= 8000
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 VENDOR := book/_static/vendor
 
-.PHONY: setup book build serve lab test outputs bench clean
+.PHONY: setup book-setup book build serve api-page lab test outputs bench clean
 
 setup: $(VENV)/.installed $(VENDOR)/.installed
+book-setup: $(BOOK_VENV)/.installed $(VENDOR)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# No PyTorch here: the site shows the chapters' stored outputs and a pre-rendered API page.
+# About 270 MB against .venv's 6 GB (tests/test_book.py measures it on a fresh copy).
+$(BOOK_VENV)/.installed: requirements-book.txt requirements.txt
+	$(PYTHON) -m venv $(BOOK_VENV)
+	$(BOOK_VENV)/bin/python -m pip install --quiet -r requirements-book.txt
 	touch $@
 
 # ipywidgets' HTML manager, require.js and MathJax, served by the site itself (no CDN).
@@ -34,14 +46,19 @@ $(VENDOR)/.installed: package.json package-lock.json
 	cp -r node_modules/mathjax/es5 $(VENDOR)/mathjax
 	touch $@
 
-build: setup
-	$(VENV)/bin/jupyter-book build . -W --keep-going
+build: book-setup
+	$(BOOK_VENV)/bin/jupyter-book build . -W --keep-going
 
 book: build serve
 
 serve:
 	@echo "Serving the book on http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
-	$(PY) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+	$(PYTHON) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+
+# The API page is built from book/api.md, which this writes from book/api.template.md and the
+# package's docstrings (it imports cnnbook, hence .venv); tests/test_api_page.py checks it is current.
+api-page: setup
+	$(PY) book/make_api_page.py
 
 # The students' JupyterLab: lab-config/ switches off nbgrader's instructor interface (the
 # Create Assignment toolbar, the Nbgrader menu, formgrader). nbgrader stays installed for

@@ -35,6 +35,7 @@ from cnnbook.datafiles import (
     read_cifar10,
     read_fashion_mnist,
 )
+from cnnbook.diagram import draw_model
 from cnnbook.history import History
 from cnnbook.inspection import ShapeMismatchError, layer_table
 from cnnbook.loader import Augment, DeviceLoader
@@ -52,7 +53,11 @@ __version__ = "0.1.0"
 
 # The slider explorers need the notebook stack (ipywidgets), which `pip install cnnbook` does
 # not bring: they load on first use, so that the rest works in a plain script.
-NOTEBOOK_HELPERS = {"ConvExplorer": "cnnbook.explorers", "TrainingExplorer": "cnnbook.explorers"}
+NOTEBOOK_HELPERS = {
+    "ConvExplorer": "cnnbook.explorers",
+    "Explorer": "cnnbook.widgets",
+    "TrainingExplorer": "cnnbook.explorers",
+}
 
 
 def __getattr__(name: str):
@@ -84,7 +89,9 @@ __all__ = [
     "DatasetNotFoundError",
     "device_name",
     "DeviceLoader",
+    "draw_model",
     "evaluate_accuracy",
+    "Explorer",
     "FASHION_MNIST_CLASSES",
     "get_fashion_mnist_labels",
     "History",

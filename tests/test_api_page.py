@@ -1,6 +1,7 @@
 """The reference page (book/api.md): every name a chapter takes from ``cnnbook`` is exported
-(in ``cnnbook.__all__``), the page lists exactly the exports, and it builds with warnings as
-errors into a page where each export is a documented object."""
+(in ``cnnbook.__all__``), the page lists exactly the exports, it is what book/make_api_page.py
+writes from its template and the docstrings today, and it builds with warnings as errors into
+a page where each export is a documented object."""
 
 import ast
 import inspect
@@ -17,14 +18,15 @@ import cnnbook
 
 REPO = Path(__file__).parent.parent
 API_PAGE = REPO / "book" / "api.md"
+API_TEMPLATE = REPO / "book" / "api.template.md"  # the names to document; api.md is written from it
 CHAPTERS = sorted((REPO / "chapters").glob("*.ipynb"))
 DIRECTIVE = re.compile(
     r"^\.\. (?:auto(?:function|class|exception|data|module)|py:(?:function|class|exception|data)):: (\S+)",
     flags=re.MULTILINE,
 )
 
-sys.path.insert(0, str(REPO / "book" / "_ext"))
-from argument_lists import argument_fields  # noqa: E402
+sys.path.insert(0, str(REPO / "book"))
+from make_api_page import COMMAND, argument_fields, render  # noqa: E402
 
 
 def code_of(cell_source: str) -> str:
@@ -67,7 +69,7 @@ def chapter_names() -> dict[str, set[str]]:
 
 def page_names() -> list[str]:
     """The names the API page documents, in its order, without the ``cnnbook.`` prefix."""
-    return [name.removeprefix("cnnbook.") for name in DIRECTIVE.findall(API_PAGE.read_text())]
+    return [name.removeprefix("cnnbook.") for name in DIRECTIVE.findall(API_TEMPLATE.read_text())]
 
 
 def test_the_scan_finds_every_way_a_chapter_takes_a_name():
@@ -110,6 +112,15 @@ def test_api_page_lists_exactly_the_exports():
     extra = sorted(set(listed) - set(cnnbook.__all__))
     assert not missing, f"book/api.md lacks exports: {missing}"
     assert not extra, f"book/api.md documents names cnnbook does not export: {extra}"
+
+
+def test_api_page_is_what_the_docstrings_make_today():
+    """book/api.md is generated (the site's build imports no cnnbook): a docstring or signature
+    changed without regenerating it would leave the site describing the old one."""
+    written = API_PAGE.read_text()
+    assert written == render(API_TEMPLATE.read_text()), (
+        f"book/api.md is out of date with book/api.template.md or cnnbook's docstrings: run `{COMMAND}`"
+    )
 
 
 def documented_objects():

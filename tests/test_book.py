@@ -1,16 +1,19 @@
-"""The website: it builds with warnings as errors, and a real headless Chromium finds the
-LeNet chapter rendered (figures, math, launch buttons), search working, and no console
-errors or requests that fail (everything is served locally, nothing from a CDN). On every
-chapter each exercise has one *Solution* toggle, and no page shows the grader's markup
-(solution markers, hidden tests, nbval comments)."""
+"""The website: `make book`'s environment, made by its Makefile rule in a fresh copy of the
+repository, holds no PyTorch; with it the site builds with warnings as errors, and a real
+headless Chromium finds the LeNet chapter rendered (figures, math, launch buttons), search
+working, and no console errors or requests that fail (everything is served locally, nothing
+from a CDN). On every chapter each exercise has one *Solution* toggle, and no page shows the
+grader's markup (solution markers, hidden tests, nbval comments)."""
 
 import functools
 import http.server
+import json
 import re
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import nbformat
@@ -30,11 +33,54 @@ pytestmark = pytest.mark.book
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """Build the book into a temporary folder; returns the folder holding index.html."""
+def book_venv(tmp_path_factory) -> Path:
+    """`make book`'s virtual environment, made as on a fresh clone; returns its folder.
+
+    The copy holds what a clone of the working tree would (tracked files, and new ones git
+    does not ignore), so no .venv or .venv-book; pip may take the packages from its cache.
+    Prints the environment's size and how long the rule took (`pytest -s` shows them).
+    """
+    clone = tmp_path_factory.mktemp("clone")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        if (REPO / name).is_file():  # not a file deleted from the working tree
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, clone / name)
+    start = time.monotonic()
+    result = subprocess.run(
+        ["make", ".venv-book/.installed", f"PYTHON={sys._base_executable}"],
+        cwd=clone, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    seconds = time.monotonic() - start
+    log = f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, f"`make .venv-book/.installed` failed on a fresh copy:\n{log}"
+    venv = clone / ".venv-book"
+    size = sum(f.lstat().st_blocks * 512 for f in venv.rglob("*"))  # the disk space, as `du` counts it
+    print(f"\n.venv-book on a fresh copy: {size / 2**20:.0f} MB, made in {seconds:.0f} s")
+    return venv
+
+
+def test_the_book_environment_holds_no_pytorch(book_venv):
+    python = book_venv / "bin" / "python"
+    result = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
+    assert result.returncode != 0 and "No module named 'torch'" in result.stderr, result.stderr[-2000:]
+    listing = "import importlib.metadata as m, json; print(json.dumps([d.name for d in m.distributions()]))"
+    names = json.loads(subprocess.run([python, "-c", listing], capture_output=True, check=True).stdout)
+    heavy = [n for n in names if re.match(r"(torch|torchvision|triton|nvidia[-_])", n, flags=re.IGNORECASE)]
+    assert not heavy, f"`make book`'s environment holds {heavy}: requirements-book.txt must not bring them"
+    assert "jupyter-book" in {n.lower() for n in names}, names
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, book_venv):
+    """Build the book with `make book`'s environment into a temporary folder; returns the folder
+    holding index.html."""
     assert (REPO / "book/_static/vendor/require.js").exists(), "run `make setup` to fetch the site's JS"
     out = tmp_path_factory.mktemp("site")
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    jupyter_book = book_venv / "bin" / "jupyter-book"
     result = subprocess.run(
         [str(jupyter_book), "build", str(REPO), "-W", "--keep-going", "--path-output", str(out)],
         capture_output=True,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 REPO = Path(__file__).parent.parent
 RUFF = [sys.executable, "-m", "ruff"]
-PATHS = ["cnnbook", "tests", "chapters", "book"]
+PATHS = ["cnnbook", "tests", "chapters", "drafts", "book"]
 
 
 def test_ruff_finds_no_lint_errors():
