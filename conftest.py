@@ -13,6 +13,7 @@ SECONDS_UNDER_QUICK = {
     "chapters/06-speed-lab.ipynb": 666,
     "chapters/06-speed.ipynb": 395,
     "chapters/02-alexnet.ipynb": 371,
+    "chapters/06-data-parallel-lab.ipynb": 330,  # torchrun jobs; measured on a loaded machine
     "chapters/05-residual.ipynb": 265,
     "chapters/04-regularization.ipynb": 162,
     "tests/test_grade.py": 160,

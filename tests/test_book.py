@@ -101,7 +101,11 @@ def test_build_has_every_page_of_the_toc(site):
 
 @pytest.mark.parametrize(
     ("page", "previous", "following"),
-    [("05-residual-lab", "05-residual", "06-speed"), ("06-speed-lab", "06-speed", "../book/api")],
+    [
+        ("05-residual-lab", "05-residual", "06-speed"),
+        ("06-speed-lab", "06-speed", "06-data-parallel-lab"),
+        ("06-data-parallel-lab", "06-speed-lab", "../book/api"),
+    ],
 )
 def test_each_lab_comes_right_after_its_chapter(site, page, previous, following):
     html = (site / "chapters" / f"{page}.html").read_text()
