@@ -9,7 +9,6 @@ one (so an entry cannot outlive the debt it records).
 """
 
 import base64
-import hashlib
 import re
 import urllib.request
 from pathlib import Path
@@ -51,10 +50,6 @@ def stored_figures(notebook) -> dict[str, list[bytes]]:
         if "pixelated" not in attributes:
             runs["main run"].append(base64.b64decode(encoded))
     return runs
-
-
-def fingerprints(pngs) -> set[str]:
-    return {hashlib.sha256(png).hexdigest() for png in pngs}
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)

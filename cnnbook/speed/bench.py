@@ -154,9 +154,8 @@ def run(args) -> dict:
         return run_scaling_worker(args, workload, device)
     if args.nproc is not None:
         return run_scaling(args, workload, device)
-    epochs = 1 if args.short else args.epochs
+    epochs, n_train = _epochs_and_train_examples(args)
     train_split, test_split = read_fashion_mnist()
-    n_train = 4096 if args.short else args.train_examples
     train_split = train_split.subset(n_train)
     test_split = test_split.subset(1024 if args.short else None)
 
@@ -339,7 +338,7 @@ def run_scaling(args, workload: Workload, device: torch.device) -> dict:
             f"--nproc {n} needs {n} GPUs (one per process); this machine has {torch.cuda.device_count()}."
         )
     threads = max(1, (os.cpu_count() or 1) // n) if device.type == "cpu" else torch.get_num_threads()
-    epochs, n_train = _scaling_sizes(args)
+    epochs, n_train = _epochs_and_train_examples(args)
     print(
         f"scaling: {args.model} on Fashion-MNIST, {n_train:,} training images, batch {workload.batch_size} "
         f"per process, {epochs} epoch(s), on {device} ({device_name(device)}), "
@@ -397,8 +396,8 @@ def run_scaling_worker(args, workload: Workload, device: torch.device) -> dict:
     return {"examples_per_sec": rate}
 
 
-def _scaling_sizes(args) -> tuple[int, int]:
-    """The epochs and training images of a ``--nproc`` run (as for the two loops)."""
+def _epochs_and_train_examples(args) -> tuple[int, int]:
+    """How many epochs a run trains, on how many training images (``--short``: 1 on 4,096)."""
     epochs = 1 if args.short else args.epochs
     n_train = 4096 if args.short else (args.train_examples or 60_000)
     return epochs, n_train
@@ -422,14 +421,20 @@ def _scaling_throughput(args, workload: Workload, device: torch.device) -> float
     The rate of the training phase (`History.examples_per_sec`), of the epochs after the
     first when there are several: the first pays one-off costs (allocations, warm-up).
     """
-    epochs, n_train = _scaling_sizes(args)
+    epochs, n_train = _epochs_and_train_examples(args)
     train_split, test_split = read_fashion_mnist()
     train_split, test_split = train_split.subset(n_train), test_split.subset(512)
     seed_everything(0)
     train_iter = DeviceLoader(
-        torch.from_numpy(train_split.images), torch.from_numpy(train_split.labels), workload.batch_size, True
+        torch.from_numpy(train_split.images),
+        torch.from_numpy(train_split.labels),
+        workload.batch_size,
+        shuffle=True,
+        resize=workload.resize,
     )
-    test_iter = DeviceLoader(torch.from_numpy(test_split.images), torch.from_numpy(test_split.labels), 512)
+    test_iter = DeviceLoader(
+        torch.from_numpy(test_split.images), torch.from_numpy(test_split.labels), 512, resize=workload.resize
+    )
     history = train(
         workload.build(),
         train_iter,
